@@ -1,0 +1,53 @@
+"""cxrclassify: chest X-ray classification by transfer learning, explained with Grad-CAM.
+
+The five calls::
+
+    data = load_datasets("sample")                  # or a folder root/<class>/<image>
+    model = build_model("vgg16", num_classes=len(data.class_names))
+    history = train(model, data)                     # the paper's settings
+    result = predict(model, "xray.png")
+    heatmap = grad_cam(model, "xray.png")
+
+Not a diagnostic device: see the documentation on what the numbers do and do not show.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .datasets import load_datasets
+from .evaluation import Evaluation, evaluate
+from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
+from .explain import grad_cam, overlay_heatmap, save_gradcam_overlay
+from .inference import Predictions, predict
+from .models import CxrClassifier, build_model, list_models, register_model
+from .plots import plot_confusion_matrix, plot_history
+from .training import train
+
+try:
+    __version__ = version("cxrclassify")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "CxrClassifier",
+    "CxrError",
+    "DataError",
+    "DownloadError",
+    "Evaluation",
+    "ImageDecodeError",
+    "ModelError",
+    "Predictions",
+    "WeightsUnavailableError",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "grad_cam",
+    "list_models",
+    "load_datasets",
+    "overlay_heatmap",
+    "plot_confusion_matrix",
+    "plot_history",
+    "predict",
+    "register_model",
+    "save_gradcam_overlay",
+    "train",
+]

@@ -1,0 +1,139 @@
+"""Stratified, group-aware train/validation/test splits.
+
+Images of one patient are never spread over two splits: a model that has seen a
+patient's first X-ray recognises the follow-up, which inflates test scores. The
+splits are drawn with scikit-learn's :class:`~sklearn.model_selection.StratifiedGroupKFold`,
+so class proportions are kept as far as whole groups allow.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import defaultdict
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from ..exceptions import DataError
+
+__all__ = ["stratified_group_split"]
+
+logger = logging.getLogger(__name__)
+
+
+def stratified_group_split(
+    labels: np.ndarray,
+    groups: list[str],
+    *,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split indices into train, validation and test, stratified by label, grouped by ``groups``.
+
+    The fractions are met as closely as whole groups allow: the test split is one
+    fold of ``round(1 / test_fraction)`` stratified group folds, and the validation
+    split one fold of the rest, so 0.1 and 0.1 give about 80/10/10.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer label of each item.
+    groups : list of str
+        Group key of each item (the patient). Items of one group land in one split.
+    validation_fraction, test_fraction : float
+        Wanted shares of the validation and test splits, each in ``[0, 0.5]``;
+        ``0`` leaves that split empty.
+    seed : int
+        Seed of the shuffle; the same seed gives the same split.
+
+    Returns
+    -------
+    train, validation, test : numpy.ndarray
+        Sorted integer indices of each split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.datasets.splits import stratified_group_split
+    >>> labels = np.array([0] * 20 + [1] * 20)
+    >>> groups = [f"patient{i // 2}" for i in range(40)]
+    >>> train, validation, test = stratified_group_split(labels, groups, seed=1)
+    >>> len(train) + len(validation) + len(test)
+    40
+    """
+    labels = np.asarray(labels)
+    _check_fraction("validation_fraction", validation_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if validation_fraction + test_fraction >= 1:
+        message = (
+            "Expected validation_fraction + test_fraction < 1. "
+            f"Received: validation_fraction={validation_fraction}, test_fraction={test_fraction}"
+        )
+        raise ValueError(message)
+    _check_enough_groups(labels, groups, validation_fraction, test_fraction)
+
+    all_indices = np.arange(len(labels))
+    rest, test = _hold_out(all_indices, labels, groups, test_fraction, seed)
+    kept_fraction = 1.0 - test_fraction
+    train, validation = _hold_out(rest, labels, groups, validation_fraction / kept_fraction, seed + 1)
+    for name, split in (("validation", validation), ("test", test)):
+        _warn_if_classes_missing(name, split, labels)
+    return np.sort(train), np.sort(validation), np.sort(test)
+
+
+def _hold_out(
+    indices: np.ndarray, labels: np.ndarray, groups: list[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``indices`` into (kept, held out), holding out about ``fraction`` of them."""
+    if fraction <= 0 or len(indices) == 0:
+        return indices, indices[:0]
+    n_splits = max(2, int(round(1.0 / fraction)))
+    group_array = np.asarray(groups, dtype=object)[indices]
+    n_groups = len(set(group_array.tolist()))
+    n_splits = min(n_splits, n_groups)
+    if n_splits < 2:
+        return indices, indices[:0]
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        # Tiny classes trigger "least populated class has only N members": we
+        # check coverage ourselves and warn in terms of the user's splits.
+        warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
+        kept, held_out = next(folds.split(indices, labels[indices], group_array))
+    return indices[kept], indices[held_out]
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 <= value <= 0.5:
+        message = f"Expected {name} between 0 and 0.5. Received: {name}={value}"
+        raise ValueError(message)
+
+
+def _check_enough_groups(
+    labels: np.ndarray, groups: list[str], validation_fraction: float, test_fraction: float
+) -> None:
+    needed = 1 + int(validation_fraction > 0) + int(test_fraction > 0)
+    groups_per_label: dict[int, set[str]] = defaultdict(set)
+    for label, group in zip(labels.tolist(), groups):
+        groups_per_label[label].add(group)
+    too_small = {label: len(found) for label, found in groups_per_label.items() if len(found) < needed}
+    if too_small:
+        message = (
+            f"Each class needs at least {needed} patients (groups) to appear in every split. "
+            f"Received: classes with too few patients {too_small} (label index: patient count)"
+        )
+        raise DataError(message)
+
+
+def _warn_if_classes_missing(split_name: str, split: np.ndarray, labels: np.ndarray) -> None:
+    if len(split) == 0:
+        return
+    missing = sorted(set(labels.tolist()) - set(labels[split].tolist()))
+    if missing:
+        warnings.warn(
+            f"The {split_name} split has no image of the class indices {missing}: the dataset is "
+            "too small for stratified splits by patient; its metrics for those classes are undefined.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,177 @@
+"""``predict``: class probabilities and labels for files, folders, arrays or PIL images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, Union
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .datasets import ImageSet
+from .datasets._images import is_image_file, resize, to_rgb_uint8
+from .exceptions import DataError
+from .models import CxrClassifier
+
+__all__ = ["Predictions", "predict"]
+
+PredictInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, ImageSet, Iterable[object]]
+
+
+@dataclass
+class Predictions:
+    """What :func:`predict` returns, in input order.
+
+    Attributes
+    ----------
+    probabilities : numpy.ndarray
+        ``(N, num_classes)`` class probabilities; rows sum to 1.
+    class_indices : numpy.ndarray
+        ``(N,)`` index of the most probable class.
+    labels : list of str
+        Name of the most probable class.
+    class_names : list of str
+        Name of each column of ``probabilities``.
+    inputs : list of str
+        The file path of each input, or ``"<array 3>"`` / ``"<PIL image 0>"``
+        for in-memory images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32,
+    ...                                 class_names=["covid19", "normal", "pneumonia"])
+    >>> result = cxrclassify.predict(model, np.zeros((2, 40, 40), np.uint8))
+    >>> len(result), result.probabilities.shape, result.labels[0] in result.class_names
+    (2, (2, 3), True)
+    """
+
+    probabilities: np.ndarray
+    class_indices: np.ndarray
+    labels: list[str]
+    class_names: list[str]
+    inputs: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to_rows(self) -> list[dict[str, object]]:
+        """One dict per input: ``input``, ``label`` and one probability column per class."""
+        return [
+            {"input": name, "label": label, **dict(zip(self.class_names, map(float, row)))}
+            for name, label, row in zip(self.inputs, self.labels, self.probabilities)
+        ]
+
+
+def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16, progress: bool = False) -> Predictions:
+    """Classify chest X-rays.
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        A trained classifier.
+    inputs : path, folder, PIL image, numpy array, ImageSet or list of these
+        A file path, a folder (every PNG and JPEG below it, sorted by path), a
+        PIL image, an ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` array, an
+        :class:`~cxrclassify.datasets.ImageSet`, or a list mixing paths, PIL
+        images and single-image arrays. Images of any size and mode are decoded
+        to RGB and resized to the model's input size.
+    batch_size : int, default 16
+        Images decoded and classified at a time; bounds memory.
+    progress : bool, default False
+        Show a progress bar.
+
+    Returns
+    -------
+    Predictions
+        Probabilities, predicted indices and labels, in input order.
+
+    Raises
+    ------
+    cxrclassify.exceptions.DataError
+        If there is no input, or a folder holds no image.
+    cxrclassify.exceptions.ImageDecodeError
+        If an image cannot be decoded (the message names the file).
+
+    Examples
+    --------
+    >>> import cxrclassify
+    >>> from cxrclassify.datasets import sample_dir
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32,
+    ...                                 class_names=["covid19", "normal", "pneumonia"])
+    >>> result = cxrclassify.predict(model, sample_dir() / "images" / "normal")
+    >>> len(result)
+    16
+    """
+    names, items = _expand_inputs(inputs)
+    probabilities = np.zeros((len(items), model.num_classes), dtype=np.float32)
+    batches = range(0, len(items), batch_size)
+    for start in tqdm(batches, desc="Predicting", unit="batch", disable=not progress):
+        batch = np.stack([_prepare(item, model.image_size) for item in items[start:start + batch_size]])
+        probabilities[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch.astype(np.float32)))
+    class_names = list(model.class_names or [f"class_{index}" for index in range(model.num_classes)])
+    class_indices = probabilities.argmax(axis=1)
+    return Predictions(probabilities, class_indices, [class_names[i] for i in class_indices], class_names, names)
+
+
+def _prepare(item: object, image_size: int) -> np.ndarray:
+    return resize(to_rgb_uint8(item), image_size)
+
+
+def _expand_inputs(inputs: PredictInput) -> tuple[list[str], list[object]]:
+    """Flatten ``inputs`` to a list of single images and a display name for each."""
+    if isinstance(inputs, ImageSet):
+        return list(inputs.paths), list(inputs.images)
+    names: list[str] = []
+    items: list[object] = []
+    for name, item in _iterate_inputs(inputs):
+        names.append(name)
+        items.append(item)
+    if not items:
+        message = f"Expected at least one image to classify. Received: inputs={inputs!r}"
+        raise DataError(message)
+    return names, items
+
+
+def _iterate_inputs(inputs: object) -> Iterator[tuple[str, object]]:
+    if isinstance(inputs, (str, os.PathLike)):
+        path = Path(inputs)
+        if path.is_dir():
+            files = sorted(file for file in path.rglob("*") if is_image_file(file))
+            if not files:
+                message = f"Found no PNG or JPEG image in the folder {str(path)!r}. Received: an empty folder"
+                raise DataError(message)
+            yield from ((str(file), file) for file in files)
+        else:
+            yield str(path), path
+    elif isinstance(inputs, Image.Image):
+        yield "<PIL image 0>", inputs
+    elif isinstance(inputs, np.ndarray):
+        if inputs.ndim == 4:
+            yield from ((f"<array {index}>", image) for index, image in enumerate(inputs))
+        else:
+            yield "<array 0>", inputs
+    elif isinstance(inputs, Sequence) or hasattr(inputs, "__iter__"):
+        for index, item in enumerate(inputs):
+            if isinstance(item, (str, os.PathLike)):
+                yield from _iterate_inputs(item)
+            elif isinstance(item, Image.Image):
+                yield f"<PIL image {index}>", item
+            elif isinstance(item, np.ndarray):
+                yield f"<array {index}>", item
+            else:
+                message = (
+                    "Expected each input to be a path, a PIL image or a numpy array. "
+                    f"Received: input {index} of type {type(item).__name__}"
+                )
+                raise TypeError(message)
+    else:
+        message = (
+            "Expected inputs to be a path, a folder, a PIL image, a numpy array or a list of these. "
+            f"Received: inputs of type {type(inputs).__name__}"
+        )
+        raise TypeError(message)

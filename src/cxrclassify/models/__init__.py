@@ -1,0 +1,19 @@
+"""The model zoo: architectures, heads and the classifier built from them."""
+
+from ._registry import PREPROCESSING_MODES, ArchSpec, get_spec, list_models, register_model
+from .classifier import CxrClassifier, build_model
+from .heads import HEADS, build_head
+from .layers import Preprocessing
+
+__all__ = [
+    "ArchSpec",
+    "CxrClassifier",
+    "HEADS",
+    "PREPROCESSING_MODES",
+    "Preprocessing",
+    "build_head",
+    "build_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+]

@@ -1,0 +1,287 @@
+"""``CxrClassifier``: preprocessing, a base network and a head, as one Keras model."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+from keras import ops
+
+from ..exceptions import ModelError, WeightsUnavailableError
+from ._registry import ArchSpec, get_spec
+from .heads import build_head
+from .layers import Preprocessing
+
+__all__ = ["CxrClassifier", "build_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@keras.saving.register_keras_serializable(package="cxrclassify")
+class CxrClassifier(keras.Model):
+    """A chest X-ray classifier: preprocessing, a (frozen) base network and a head.
+
+    Takes ``(N, S, S, 3)`` RGB images with values in ``[0, 255]`` and returns
+    class probabilities. Its parts are reachable as ``preprocess``, ``base`` and
+    ``head`` (the head outputs logits), and :meth:`get_config` round-trips, so a
+    saved classifier reloads with its class names and settings. Build it with
+    :func:`build_model`.
+
+    Parameters
+    ----------
+    arch : str
+        Registered architecture name (see :func:`~cxrclassify.models.list_models`).
+    num_classes : int
+        Number of classes.
+    class_names : sequence of str, optional
+        Name of each output, set by :func:`~cxrclassify.train` when omitted.
+    image_size : int, optional
+        Side of the square input; the architecture's default when omitted.
+    preprocessing : str, optional
+        Input preprocessing mode; the architecture's own when omitted.
+    head : {"paper", "gap"}
+        Head layout (see :func:`~cxrclassify.models.build_head`).
+    head_units : int
+        Width of the head's hidden layer.
+    dropout : float
+        Dropout rate of the head.
+    base_weights : str or None
+        ``"imagenet"``, ``None`` or a path to a weights file for the base. Not part
+        of the config: a reloaded classifier gets its weights from the saved file.
+    base_trainable : bool
+        Whether the base's weights are trained (``False``: frozen, as in the paper).
+    metadata : dict, optional
+        Free-form, JSON-serialisable facts kept with the model (weights used, ...).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        *,
+        class_names: Sequence[str] | None = None,
+        image_size: int | None = None,
+        preprocessing: str | None = None,
+        head: str = "paper",
+        head_units: int = 256,
+        dropout: float = 0.5,
+        base_weights: str | os.PathLike[str] | None = None,
+        base_trainable: bool = False,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        spec = get_spec(arch)
+        self.arch = spec.name
+        self.num_classes = _check_num_classes(num_classes)
+        self.class_names = None if class_names is None else _check_class_names(class_names, num_classes)
+        self.image_size = int(image_size or spec.default_input_size)
+        _check_image_size(spec, self.image_size)
+        self.preprocessing = preprocessing or spec.preprocessing
+        self.head_kind = head
+        self.head_units = int(head_units)
+        self.dropout = float(dropout)
+        self.metadata = dict(metadata or {})
+        self.preprocess = Preprocessing(self.preprocessing, name="preprocessing")
+        self.base = _construct_base(spec, base_weights, self.image_size)
+        self.base.trainable = bool(base_trainable)
+        feature_shape = tuple(self.base.output.shape[1:])
+        self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout)
+        self.build((None, self.image_size, self.image_size, 3))
+
+    @property
+    def spec(self) -> ArchSpec:
+        """The registry entry of this classifier's architecture."""
+        return get_spec(self.arch)
+
+    @property
+    def base_trainable(self) -> bool:
+        """Whether the base network's weights are trained."""
+        return bool(self.base.trainable)
+
+    def build(self, input_shape):
+        self.preprocess.build(input_shape)
+        self.built = True
+
+    def features(self, images, training: bool = False):
+        """The base's feature maps for ``images`` (``[0, 255]`` RGB)."""
+        return self.base(self.preprocess(images), training=False)
+
+    def logits(self, images, training: bool = False):
+        """Class logits (pre-softmax scores) for ``images``."""
+        return self.head(self.features(images), training=training)
+
+    def call(self, inputs, training: bool = False):
+        return ops.softmax(self.logits(inputs, training=training), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "num_classes": self.num_classes,
+            "class_names": None if self.class_names is None else list(self.class_names),
+            "image_size": self.image_size,
+            "preprocessing": self.preprocessing,
+            "head": self.head_kind,
+            "head_units": self.head_units,
+            "dropout": self.dropout,
+            "base_trainable": self.base_trainable,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CxrClassifier":
+        return cls(**config)
+
+
+def build_model(
+    arch: str = "vgg16",
+    num_classes: int = 3,
+    *,
+    weights: str | os.PathLike[str] | None = "imagenet",
+    class_names: Sequence[str] | None = None,
+    image_size: int | None = None,
+    preprocessing: str | None = None,
+    head: str = "paper",
+    head_units: int = 256,
+    dropout: float = 0.5,
+    freeze_base: bool = True,
+) -> CxrClassifier:
+    """Build a transfer-learning classifier: a frozen ImageNet base and a fully connected head.
+
+    Parameters
+    ----------
+    arch : str, default "vgg16"
+        ``"vgg16"``, ``"resnet50"``, ``"xception"`` (the paper's), ``"mobilenetv2"``,
+        or any architecture added with :func:`~cxrclassify.models.register_model`.
+    num_classes : int, default 3
+        Number of classes (COVID-19, normal, other pneumonia in the paper).
+    weights : {"imagenet", None} or path, default "imagenet"
+        Weights of the base: Keras's ImageNet weights (downloaded by Keras on
+        first use), ``None`` for random initialisation, or the path of a
+        ``.weights.h5`` file of the base without its top.
+    class_names : sequence of str, optional
+        Name of each class, in output order; set by :func:`~cxrclassify.train`
+        from the data when omitted.
+    image_size : int, optional
+        Side of the square input in pixels (237 for the paper's architectures).
+    preprocessing : {"caffe", "tf", "torch", "none"}, optional
+        Input preprocessing built into the model; defaults to what the
+        architecture's Keras ImageNet weights expect. Set it when a weights file
+        was trained with another one (``"torch"`` for torchvision weights).
+    head : {"paper", "gap"}, default "paper"
+        The paper's flatten + fully connected head, or global pooling + dropout + dense.
+    head_units : int, default 256
+        Width of the hidden fully connected layer of the ``"paper"`` head.
+    dropout : float, default 0.5
+        Dropout rate of the head.
+    freeze_base : bool, default True
+        Keep the base's weights fixed while training (the paper's setting).
+
+    Returns
+    -------
+    CxrClassifier
+        A Keras model from ``[0, 255]`` RGB images to class probabilities.
+
+    Raises
+    ------
+    ValueError
+        If ``arch`` is unknown (the message lists the valid names), or
+        ``num_classes``, ``image_size`` or ``head`` is invalid.
+    FileNotFoundError
+        If ``weights`` names a file that does not exist.
+    cxrclassify.exceptions.ModelError
+        If a weights file does not fit the architecture.
+    cxrclassify.exceptions.WeightsUnavailableError
+        If the ImageNet weights cannot be downloaded (for instance offline).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=64)
+    >>> model.arch, model.image_size, model.base.trainable
+    ('vgg16', 64, False)
+    >>> model(np.zeros((2, 64, 64, 3))).shape
+    TensorShape([2, 3])
+    """
+    weights_description = "random initialisation" if weights is None else os.fspath(weights)
+    return CxrClassifier(
+        arch,
+        num_classes,
+        class_names=class_names,
+        image_size=image_size,
+        preprocessing=preprocessing,
+        head=head,
+        head_units=head_units,
+        dropout=dropout,
+        base_weights=weights,
+        base_trainable=not freeze_base,
+        metadata={"base_weights": weights_description},
+    )
+
+
+def _check_num_classes(num_classes: int) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        message = f"Expected num_classes to be an integer of at least 2. Received: num_classes={num_classes!r}"
+        raise ValueError(message)
+    return num_classes
+
+
+def _check_class_names(class_names: Sequence[str], num_classes: int) -> list[str]:
+    names = [str(name) for name in class_names]
+    if len(names) != num_classes or len(set(names)) != len(names):
+        message = (
+            f"Expected {num_classes} distinct class names, one per output. Received: class_names={names}"
+        )
+        raise ValueError(message)
+    return names
+
+
+def _check_image_size(spec: ArchSpec, image_size: int) -> None:
+    if image_size < spec.min_input_size:
+        message = (
+            f"Architecture {spec.name!r} needs inputs of at least {spec.min_input_size} x "
+            f"{spec.min_input_size} pixels. Received: image_size={image_size}"
+        )
+        raise ValueError(message)
+
+
+def _construct_base(spec: ArchSpec, weights: str | os.PathLike[str] | None, image_size: int) -> keras.Model:
+    input_shape = (image_size, image_size, 3)
+    if weights is None:
+        return spec.constructor(include_top=False, weights=None, input_shape=input_shape)
+    if weights == "imagenet":
+        try:
+            return spec.constructor(include_top=False, weights="imagenet", input_shape=input_shape)
+        except Exception as error:  # Keras raises a bare Exception when the download fails.
+            message = (
+                f"Could not obtain the ImageNet weights of {spec.name!r} (Keras downloads them on first "
+                f"use; this machine may be offline): {error}. Pass weights=None for random "
+                "initialisation, or weights=<path to a .weights.h5 file of the base without its top>."
+            )
+            raise WeightsUnavailableError(message) from error
+    path = Path(weights)
+    if not path.is_file():
+        message = (
+            f"Expected weights to be 'imagenet', None or the path of a weights file. "
+            f"Received: weights={os.fspath(weights)!r}, which is not a file"
+        )
+        raise FileNotFoundError(message)
+    base = spec.constructor(include_top=False, weights=None, input_shape=input_shape)
+    try:
+        base.load_weights(str(path))
+    except (ValueError, OSError, KeyError) as error:
+        message = (
+            f"The weights file {str(path)!r} does not fit architecture {spec.name!r} without its top "
+            f"(expected a file saved from keras.applications.{base.name} with include_top=False): {error}"
+        )
+        raise ModelError(message) from error
+    logger.info("Loaded %s base weights from %s", spec.name, path)
+    return base
