@@ -76,7 +76,8 @@ def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16,
         A trained classifier.
     inputs : path, folder, PIL image, numpy array, ImageSet or list of these
         A file path, a folder (every PNG and JPEG below it, sorted by path), a
-        PIL image, an ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)`` array, an
+        PIL image, an ``(H, W)`` or ``(H, W, C)`` image array (``C`` in 1, 3, 4), an
+        ``(N, H, W, C)`` or ``(N, H, W)`` batch array, an
         :class:`~cxrclassify.datasets.ImageSet`, or a list mixing paths, PIL
         images and single-image arrays. Images of any size and mode are decoded
         to RGB and resized to the model's input size.
@@ -151,7 +152,7 @@ def _iterate_inputs(inputs: object) -> Iterator[tuple[str, object]]:
     elif isinstance(inputs, Image.Image):
         yield "<PIL image 0>", inputs
     elif isinstance(inputs, np.ndarray):
-        if inputs.ndim == 4:
+        if inputs.ndim == 4 or (inputs.ndim == 3 and inputs.shape[-1] not in (1, 3, 4)):
             yield from ((f"<array {index}>", image) for index, image in enumerate(inputs))
         else:
             yield "<array 0>", inputs

@@ -227,10 +227,12 @@ def _callbacks(
     extra: Sequence[keras.callbacks.Callback], checkpoint_dir: str | os.PathLike[str] | None,
     progress: bool, epochs: int,
 ) -> list[keras.callbacks.Callback]:
-    callbacks = list(extra)
+    callbacks = []
     if checkpoint_dir is not None:
+        # First, so that the epoch's state is backed up before any other callback can stop the run.
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
+    callbacks += list(extra)
     if progress:
         from tqdm.keras import TqdmCallback
 

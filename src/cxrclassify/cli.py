@@ -1,0 +1,174 @@
+"""The ``cxrclassify`` command line.
+
+``cxrclassify demo`` trains the paper's model on the X-ray sample shipped with
+the package, evaluates it and writes the training curves, confusion matrices,
+Grad-CAM overlays, metrics and the split manifest to an output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "run_demo"]
+
+logger = logging.getLogger("cxrclassify.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cxrclassify`` command.
+
+    Examples
+    --------
+    >>> from cxrclassify.cli import main
+    >>> main(["--version"])  # doctest: +SKIP
+    """
+    parser = _build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if arguments.command is None:
+        parser.print_help()
+        return 2
+    return arguments.handler(arguments)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cxrclassify",
+        description="Chest X-ray classification by transfer learning, explained with Grad-CAM. Not a diagnostic device.",
+    )
+    parser.add_argument("--version", action="version", version=f"cxrclassify {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    demo = commands.add_parser(
+        "demo",
+        help="train, evaluate and explain on the bundled sample of real X-rays",
+        description=(
+            "Train the paper's classifier on the 48 real X-rays shipped with the package, evaluate it on "
+            "a patient-level test split, and write training curves, confusion matrices, Grad-CAM overlays, "
+            "metrics and the split manifest to --out."
+        ),
+    )
+    demo.add_argument("--out", type=Path, default=Path("cxrclassify-demo"), help="output folder (default: %(default)s)")
+    demo.add_argument("--arch", default="vgg16", help="base architecture (default: %(default)s)")
+    demo.add_argument(
+        "--weights", default="imagenet",
+        help="'imagenet' (downloaded by Keras; falls back to random initialisation when offline), "
+             "'none', or the path of a .weights.h5 file of the base without its top (default: %(default)s)",
+    )
+    demo.add_argument("--preprocessing", default=None, help="input preprocessing for a weights file: caffe, tf, torch")
+    demo.add_argument("--epochs", type=int, default=80, help="training epochs (default: %(default)s, as in the paper)")
+    demo.add_argument("--image-size", type=int, default=237, help="input side in pixels (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: %(default)s)")
+    demo.add_argument("--save-model", action="store_true", help="also save the trained model as model.keras")
+    demo.set_defaults(handler=_demo_command)
+    return parser
+
+
+def _demo_command(arguments: argparse.Namespace) -> int:
+    weights = None if str(arguments.weights).lower() == "none" else arguments.weights
+    summary = run_demo(
+        arguments.out, arch=arguments.arch, weights=weights, preprocessing=arguments.preprocessing,
+        epochs=arguments.epochs, image_size=arguments.image_size, seed=arguments.seed,
+        save_model=arguments.save_model,
+    )
+    logger.info("\n%s", summary)
+    return 0
+
+
+def run_demo(
+    out: str | os.PathLike[str],
+    *,
+    arch: str = "vgg16",
+    weights: str | os.PathLike[str] | None = "imagenet",
+    preprocessing: str | None = None,
+    epochs: int = 80,
+    image_size: int = 237,
+    seed: int = 0,
+    save_model: bool = False,
+) -> str:
+    """Run the demo and return a plain-text summary; outputs are written under ``out``.
+
+    Examples
+    --------
+    >>> from cxrclassify.cli import run_demo
+    >>> summary = run_demo("demo-out", weights=None, epochs=2, image_size=32)  # doctest: +SKIP
+    """
+    import cxrclassify as cx
+
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = cx.load_datasets("sample", image_size=image_size, validation_fraction=0.125, test_fraction=0.25, seed=seed)
+    data.write_manifest(out / "split_manifest.csv")
+    logger.info("Sample: %d train, %d validation, %d test images; classes %s",
+                len(data.train), len(data.validation), len(data.test), data.class_names)
+
+    model, weights_used = _build_demo_model(cx, arch, weights, preprocessing, data.class_names, image_size)
+    history = cx.train(model, data, epochs=epochs, seed=seed)
+    evaluation = cx.evaluate(model, data.test)
+
+    cx.plot_history(history, out / "training_curves.png")
+    cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names, out / "confusion_matrix.png")
+    cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names,
+                             out / "confusion_matrix_normalized.png", normalize=True,
+                             title="Confusion matrix (share of each true class)")
+    overlays = _write_gradcam_overlays(cx, model, data.test, evaluation.predictions, out / "gradcam")
+    if save_model:
+        model.save(out / "model.keras")
+
+    metrics = {**evaluation.to_dict(), "architecture": arch, "weights": weights_used, "epochs": epochs,
+               "image_size": image_size, "seed": seed, "history": history,
+               "seconds": round(time.perf_counter() - started, 1)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    summary = "\n".join([
+        f"cxrclassify demo: {arch} ({weights_used}), {epochs} epochs, {image_size} px, "
+        f"{metrics['seconds']} s",
+        evaluation.summary(),
+        "A 48-image sample cannot show that a model works: see the docs on the age/source shortcut.",
+        f"Wrote {out}/: training_curves.png, confusion_matrix.png, confusion_matrix_normalized.png, "
+        f"gradcam/ ({len(overlays)} overlays), metrics.json, split_manifest.csv"
+        + (", model.keras" if save_model else ""),
+    ])
+    (out / "summary.txt").write_text(summary + "\n", encoding="utf-8")
+    return summary
+
+
+def _build_demo_model(cx, arch, weights, preprocessing, class_names, image_size):
+    try:
+        model = cx.build_model(arch, len(class_names), weights=weights, class_names=class_names,
+                               image_size=image_size, preprocessing=preprocessing)
+        return model, "random initialisation" if weights is None else str(weights)
+    except cx.WeightsUnavailableError as error:
+        logger.warning(
+            "WARNING: the ImageNet weights could not be downloaded, so the demo goes on with a randomly "
+            "initialised base: expect near-chance accuracy. Pass --weights PATH to use a local weights file.\n"
+            "(%s)", error,
+        )
+    model = cx.build_model(arch, len(class_names), weights=None, class_names=class_names,
+                           image_size=image_size, preprocessing=preprocessing)
+    return model, "random initialisation (ImageNet weights unavailable)"
+
+
+def _write_gradcam_overlays(cx, model, test_set, predictions, folder: Path) -> list[Path]:
+    from tqdm.auto import tqdm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    rows = zip(test_set.records, predictions.labels, predictions.probabilities.max(axis=1))
+    for record, label, probability in tqdm(list(rows), desc="Grad-CAM", unit="img"):
+        heatmap = cx.grad_cam(model, record.path)
+        name = f"{Path(record.path).stem}__true-{record.label}__pred-{label}-{probability:.2f}.png"
+        written.append(cx.save_gradcam_overlay(record.path, heatmap, folder / name))
+    return written
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

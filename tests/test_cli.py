@@ -1,0 +1,57 @@
+"""The cxrclassify command line: the demo on the bundled sample."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cxrclassify
+from cxrclassify import cli
+
+
+def test_demo_writes_every_output(tmp_path):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--weights", "none", "--epochs", "2", "--image-size", "32"]) == 0
+    for name in ("training_curves.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
+                 "metrics.json", "split_manifest.csv", "summary.txt"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    overlays = list((out / "gradcam").glob("*.png"))
+    assert len(overlays) == metrics["n_images"] > 0
+    assert metrics["weights"] == "random initialisation" and len(metrics["history"]["loss"]) == 2
+    assert set(metrics["by_source"]) <= {"ieee8023", "kermany", "nih"}
+
+
+def test_demo_goes_on_without_imagenet_weights(tmp_path, monkeypatch, caplog):
+    real_build = cxrclassify.build_model
+
+    def offline_build(*args, weights=None, **kwargs):
+        if weights == "imagenet":
+            raise cxrclassify.WeightsUnavailableError("URL fetch failure (simulated offline machine)")
+        return real_build(*args, weights=weights, **kwargs)
+
+    monkeypatch.setattr(cxrclassify, "build_model", offline_build)
+    summary = cli.run_demo(tmp_path / "offline", weights="imagenet", epochs=1, image_size=32)
+    assert "ImageNet weights unavailable" in summary
+    assert "could not be downloaded" in caplog.text
+
+
+def test_demo_accepts_a_weights_file(tmp_path):
+    import keras
+
+    path = tmp_path / "base.weights.h5"
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3)).save_weights(path)
+    summary = cli.run_demo(tmp_path / "with-file", weights=str(path), epochs=1, image_size=32)
+    assert str(path) in summary
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert cxrclassify.__version__ in capsys.readouterr().out
