@@ -90,7 +90,7 @@ def test_save_and_reload_predict_identically(tmp_path):
     images = np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
     before = np.asarray(model.predict_on_batch(images))
     model.save(tmp_path / "model.keras")
-    reloaded = keras.models.load_model(tmp_path / "model.keras", safe_mode=True)
+    reloaded = cxrclassify.load_model(tmp_path / "model.keras")
     assert isinstance(reloaded, cxrclassify.CxrClassifier)
     assert reloaded.class_names == ["covid19", "normal", "pneumonia"] and reloaded.image_size == 32
     assert not reloaded.base.trainable
@@ -104,3 +104,15 @@ def test_custom_architecture_works_everywhere(tmp_path):
     assert heatmap.shape == (20, 20)
     model.save(tmp_path / "tiny.keras")
     assert keras.models.load_model(tmp_path / "tiny.keras").arch == "tinycnn"
+
+
+def test_load_model_refuses_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.keras"):
+        cxrclassify.load_model(tmp_path / "absent.keras")
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(cxrclassify.ModelError, match="Received: a Sequential"):
+        cxrclassify.load_model(tmp_path / "plain.keras")
+    (tmp_path / "junk.keras").write_bytes(b"junk")
+    with pytest.raises(cxrclassify.ModelError, match="junk.keras"):
+        cxrclassify.load_model(tmp_path / "junk.keras")

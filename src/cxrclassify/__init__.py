@@ -18,7 +18,7 @@ from .evaluation import Evaluation, evaluate
 from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
 from .explain import grad_cam, overlay_heatmap, save_gradcam_overlay
 from .inference import Predictions, predict
-from .models import CxrClassifier, build_model, list_models, register_model
+from .models import CxrClassifier, build_model, list_models, load_model, register_model
 from .plots import plot_confusion_matrix, plot_history
 from .training import train
 
@@ -43,6 +43,7 @@ __all__ = [
     "grad_cam",
     "list_models",
     "load_datasets",
+    "load_model",
     "overlay_heatmap",
     "plot_confusion_matrix",
     "plot_history",

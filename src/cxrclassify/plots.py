@@ -70,7 +70,7 @@ def plot_confusion_matrix(
     Parameters
     ----------
     matrix : numpy.ndarray
-        ``(C, C)`` counts, as in :attr:`Evaluation.confusion_matrix`.
+        ``(C, C)`` counts, as in :attr:`cxrclassify.evaluation.Evaluation.confusion_matrix`.
     class_names : sequence of str
         Name of each row and column.
     path : path

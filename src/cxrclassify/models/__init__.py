@@ -3,6 +3,7 @@
 from ._registry import PREPROCESSING_MODES, ArchSpec, get_spec, list_models, register_model
 from .classifier import CxrClassifier, build_model
 from .heads import HEADS, build_head
+from .io import load_model
 from .layers import Preprocessing
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "build_model",
     "get_spec",
     "list_models",
+    "load_model",
     "register_model",
 ]

@@ -26,7 +26,7 @@ class CxrClassifier(keras.Model):
 
     Takes ``(N, S, S, 3)`` RGB images with values in ``[0, 255]`` and returns
     class probabilities. Its parts are reachable as ``preprocess``, ``base`` and
-    ``head`` (the head outputs logits), and :meth:`get_config` round-trips, so a
+    ``head`` (the head outputs logits), and ``get_config()`` round-trips, so a
     saved classifier reloads with its class names and settings. Build it with
     :func:`build_model`.
 
