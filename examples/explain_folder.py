@@ -1,6 +1,6 @@
 """Write a Grad-CAM overlay for every X-ray in a folder.
 
-Classifies every PNG and JPEG image below ``--images`` (default: the bundled
+Classifies every PNG, JPEG and DICOM image below ``--images`` (default: the bundled
 sample's images) and writes, for each, a PNG with the Grad-CAM heatmap of the
 predicted class laid over the X-ray, named after the image, the predicted class
 and its probability. The model is either one saved with ``model.save(...)``

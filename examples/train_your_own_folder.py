@@ -1,6 +1,6 @@
 """Train on your own folder of X-rays, evaluate, save the model and reload it.
 
-The folder is laid out ``ROOT/<class name>/<image>`` (PNG or JPEG, any depth
+The folder is laid out ``ROOT/<class name>/<image>`` (PNG, JPEG or DICOM, any depth
 below the class folder); each class folder's name is a class. Without
 ``--data`` the script uses the images bundled with cxrclassify
 (``cxrclassify.datasets.sample_dir() / "images"``). The script splits the

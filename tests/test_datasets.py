@@ -82,7 +82,7 @@ def test_manifest_round_trip(tmp_path, class_folder):
     rows = read_manifest(data.write_manifest(tmp_path / "manifest.csv"))
     assert [row["split"] for row in rows].count("test") == len(data.test)
     assert {row["path"] for row in rows} == {record.path for _, s in data.items() for record in s.records}
-    assert set(rows[0]) == {"path", "label", "patient", "source", "split"}
+    assert set(rows[0]) == {"path", "label", "patient", "source", "split", "age", "sex", "view"}
 
 
 def test_bundled_sample_keeps_source_and_patient():

@@ -49,7 +49,7 @@ def test_single_path_and_pil_image(model, class_folder):
 
 
 def test_empty_folder(model, tmp_path):
-    with pytest.raises(DataError, match="Found no PNG or JPEG"):
+    with pytest.raises(DataError, match="Found no PNG, JPEG or DICOM"):
         cxrclassify.predict(model, tmp_path)
 
 

@@ -75,7 +75,7 @@ def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16,
     model : CxrClassifier
         A trained classifier.
     inputs : path, folder, PIL image, numpy array, ImageSet or list of these
-        A file path, a folder (every PNG and JPEG below it, sorted by path), a
+        A file path, a folder (every PNG, JPEG and DICOM file below it, sorted by path), a
         PIL image, an ``(H, W)`` or ``(H, W, C)`` image array (``C`` in 1, 3, 4), an
         ``(N, H, W, C)`` or ``(N, H, W)`` batch array, an
         :class:`~cxrclassify.datasets.ImageSet`, or a list mixing paths, PIL
@@ -144,7 +144,7 @@ def _iterate_inputs(inputs: object) -> Iterator[tuple[str, object]]:
         if path.is_dir():
             files = sorted(file for file in path.rglob("*") if is_image_file(file))
             if not files:
-                message = f"Found no PNG or JPEG image in the folder {str(path)!r}. Received: an empty folder"
+                message = f"Found no PNG, JPEG or DICOM image in the folder {str(path)!r}. Received: an empty folder"
                 raise DataError(message)
             yield from ((str(file), file) for file in files)
         else:

@@ -1,5 +1,11 @@
-"""Datasets: records, image decoding, patient-level splits and the bundled sample."""
+"""Datasets: records, image decoding, patient-level splits, the sources and the bundled sample.
 
+Fetching (``fetch``, the cache, mirrors) lives in :mod:`cxrclassify._download`
+and is re-exported here.
+"""
+
+from .._download import RemoteFile, cache_info, clear_data_home, extract_archive, fetch, get_data_home
+from ._dicom import read_dicom
 from ._images import IMAGE_SUFFIXES, read_image, resize, to_rgb_uint8
 from ._load import (
     DEFAULT_IMAGE_SIZE,
@@ -10,20 +16,36 @@ from ._load import (
     sample_dir,
     sample_records,
 )
-from ._records import DatasetSplits, ImageSet, Sample, as_samples, read_manifest, write_manifest
+from ._records import DatasetSplits, ImageSet, Sample, as_samples, parse_age, read_manifest, write_manifest
+from .composite import soares2020_records, warn_if_sources_confound
 from .folder import records_from_folder
-from .splits import stratified_group_split
+from .ieee8023 import IEEE8023_COMMIT, ieee8023_records
+from .kermany import kermany_records
+from .splits import DuplicatePair, find_cross_split_duplicates, stratified_group_split
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "DatasetSplits",
+    "DuplicatePair",
+    "IEEE8023_COMMIT",
     "IMAGE_SUFFIXES",
     "ImageSet",
+    "RemoteFile",
     "Sample",
     "as_samples",
+    "cache_info",
+    "clear_data_home",
     "decode_records",
+    "extract_archive",
+    "fetch",
+    "find_cross_split_duplicates",
+    "get_data_home",
+    "ieee8023_records",
+    "kermany_records",
     "list_recipes",
     "load_datasets",
+    "parse_age",
+    "read_dicom",
     "read_image",
     "read_manifest",
     "records_from_folder",
@@ -31,7 +53,9 @@ __all__ = [
     "resize",
     "sample_dir",
     "sample_records",
+    "soares2020_records",
     "stratified_group_split",
     "to_rgb_uint8",
+    "warn_if_sources_confound",
     "write_manifest",
 ]

@@ -1,10 +1,18 @@
 """Decode any image input to 8-bit RGB and resize it.
 
-Everything the library reads goes through :func:`to_rgb_uint8`: file paths,
-:class:`PIL.Image.Image` objects and numpy arrays. Grayscale, RGBA, palette,
-bilevel, CMYK and 16-bit images all come out as ``(height, width, 3)`` ``uint8``
-arrays, so the rest of the library sees one format. This module imports nothing
-from the library but its exceptions.
+Everything the library reads goes through :func:`to_rgb_uint8`: file paths
+(PNG, JPEG or DICOM), :class:`PIL.Image.Image` objects and numpy arrays.
+Grayscale, RGBA, palette, bilevel, CMYK and 16-bit images all come out as
+``(height, width, 3)`` ``uint8`` arrays, so the rest of the library sees one
+format.
+
+DICOM files (``.dcm``, ``.dicom``, or any file that starts with the DICOM
+preamble, whatever its suffix) are read by ``read_dicom`` with the optional
+pydicom (``pip install "cxrclassify[dicom]"``): rescale, display window
+and ``MONOCHROME1`` inversion are applied, so they look like the PNG exports of
+the same X-rays. PNG and JPEG files are read with Pillow. A folder may mix all
+three. This module imports nothing from the library but its exceptions and its
+sibling ``_dicom``.
 """
 
 from __future__ import annotations
@@ -17,30 +25,72 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..exceptions import ImageDecodeError
+from ._dicom import DICOM_SUFFIXES, has_dicom_preamble, read_dicom
 
 __all__ = ["IMAGE_SUFFIXES", "ImageInput", "is_image_file", "read_image", "to_rgb_uint8", "resize"]
 
-#: File name endings read as images when a folder is scanned.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: File name endings read as images when a folder is scanned (in any case):
+#: PNG and JPEG, read with Pillow, and DICOM, read with the optional pydicom.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg") + DICOM_SUFFIXES
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray]
 
 
 def is_image_file(path: Path) -> bool:
-    """Whether ``path`` names a file with an image suffix, ignoring hidden files."""
+    """Whether ``path`` names a file with an image suffix, ignoring hidden files.
+
+    The suffixes are :data:`IMAGE_SUFFIXES` (PNG, JPEG and DICOM), in any case.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("a.png", "b.JPG", "c.dcm", "notes.txt", ".hidden.png"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> sorted(path.name for path in folder.iterdir() if is_image_file(path))
+    ['a.png', 'b.JPG', 'c.dcm']
+    """
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file into an ``(H, W, 3)`` ``uint8`` RGB array.
+    """Read a PNG, JPEG or DICOM file into an ``(H, W, 3)`` ``uint8`` RGB array.
+
+    Files with a :data:`DICOM suffix <IMAGE_SUFFIXES>` (``.dcm``, ``.dicom``),
+    and files of any name that start with the DICOM preamble (``DICM`` at byte
+    128), are read by ``read_dicom``, which needs pydicom
+    (``pip install "cxrclassify[dicom]"``). Other files are read with Pillow,
+    after their EXIF orientation is applied.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(height, width, 3)`` ``uint8`` RGB.
 
     Raises
     ------
     ImageDecodeError
-        If the file is missing or is not an image Pillow can decode; the message
-        names the file.
+        If the file is missing, is not an image Pillow can decode, or is a DICOM
+        file that cannot be read (pydicom missing, no pixel data, a compressed
+        transfer syntax without a decoder, a corrupt file); the message names
+        the file.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import read_image, sample_dir
+    >>> path = sorted((sample_dir() / "images" / "normal").glob("*.png"))[0]
+    >>> rgb = read_image(path)
+    >>> rgb.ndim, rgb.shape[-1], rgb.dtype
+    (3, 3, dtype('uint8'))
     """
     path = Path(path)
+    if path.suffix.lower() in DICOM_SUFFIXES or has_dicom_preamble(path):
+        return read_dicom(path)
     try:
         with Image.open(path) as image:
             image.load()
@@ -52,7 +102,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         message = (
             f"Could not decode image file {str(path)!r}: expected a PNG or JPEG chest X-ray "
-            f"that Pillow can read. Received an unreadable file ({type(error).__name__}: {error})."
+            f"that Pillow can read, or a DICOM file. Received: an unreadable file "
+            f"({type(error).__name__}: {error})."
         )
         raise ImageDecodeError(message) from error
 
@@ -60,10 +111,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def to_rgb_uint8(image: ImageInput) -> np.ndarray:
     """Convert a path, PIL image or numpy array to an ``(H, W, 3)`` ``uint8`` RGB array.
 
-    Arrays may be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``;
-    integer arrays wider than 8 bits are scaled from their own range, float arrays
-    are read as ``[0, 1]`` when their maximum is at most 1 and as ``[0, 255]``
-    otherwise.
+    Paths (PNG, JPEG or DICOM files) are read by :func:`read_image`. Arrays may
+    be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``; integer arrays
+    wider than 8 bits are scaled from their own range, float arrays are read as
+    ``[0, 1]`` when their maximum is at most 1 and as ``[0, 255]`` otherwise.
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import csv
+import inspect
 import logging
 import os
+import warnings
 from collections import Counter
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..exceptions import DataError
 from ._images import read_image, resize
-from ._records import DatasetSplits, ImageSet, Sample, as_samples
+from .._download import get_data_home
+from ._records import DatasetSplits, ImageSet, Sample, as_samples, parse_age, read_manifest
 from .folder import records_from_folder
-from .splits import stratified_group_split
+from .splits import DuplicatePair, find_cross_split_duplicates, stratified_group_split
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -100,12 +102,7 @@ def sample_records() -> list[Sample]:
     [('ieee8023', 16), ('kermany', 16), ('nih', 16)]
     """
     folder = sample_dir()
-    with (folder / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [
-        Sample(path=str(folder / row["path"]), label=row["label"], group=row["patient"], source=row["source"])
-        for row in rows
-    ]
+    return [_sample_from_row(row, folder) for row in read_manifest(folder / "manifest.csv")]
 
 
 def load_datasets(
@@ -115,8 +112,14 @@ def load_datasets(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    split_by: str = "patient",
     class_names: Sequence[str] | None = None,
+    data_home: str | os.PathLike[str] | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+    known_hashes: Mapping[str, str] | None = None,
     progress: bool = True,
+    **recipe_options: Any,
 ) -> DatasetSplits:
     """Load chest X-rays, decode them to RGB, resize them and split them by patient.
 
@@ -125,14 +128,17 @@ def load_datasets(
     source : str, os.PathLike or iterable of records
         One of:
 
-        * a folder laid out ``root/<class name>/<image>`` (PNG or JPEG), each
-          image its own group;
+        * a folder laid out ``root/<class name>/<image>`` (PNG, JPEG or DICOM),
+          each image its own group;
         * a list of :class:`~cxrclassify.datasets.Sample` records or
           ``(path, label[, group[, source]])`` tuples, where ``group`` is the
           patient: no patient is ever in two splits;
+        * a split manifest CSV written by :meth:`DatasetSplits.write_manifest`:
+          the same images in the same splits, nothing redrawn;
         * the name of a registered recipe (see
-          :func:`~cxrclassify.datasets.list_recipes`), such as ``"sample"``, the
-          48 real X-rays shipped with the package.
+          :func:`~cxrclassify.datasets.list_recipes`): ``"sample"``, the 48 real
+          X-rays shipped with the package, or ``"soares2020"``, the seed paper's
+          composite, fetched from its sources (or ``mirror``).
     image_size : int, default 237
         Side of the square images, in pixels (the paper's 237 by default; use
         the model's ``image_size``).
@@ -140,18 +146,33 @@ def load_datasets(
         Shares of the validation and test splits (80/10/10 by default, as in the
         paper), met as closely as whole patients allow.
     seed : int, default 0
-        Seed of the split; the same seed gives the same split.
+        Seed of the split (and of a recipe's draw); the same seed gives the same split.
+    split_by : {"patient", "image"}, default "patient"
+        ``"image"`` ignores the patients and splits image by image, as the paper
+        did. It is offered only to reproduce the paper: follow-up X-rays of one
+        patient then land in both train and test, and the model is scored on
+        patients it has seen, which inflates the test score.
     class_names : sequence of str, optional
         Class names in the order of the model's outputs; by default the sorted
         labels found. Labels not listed raise a :class:`~cxrclassify.exceptions.DataError`.
+    data_home, mirror, verify, known_hashes
+        For recipes that fetch data: the cache folder, a base URL or folder
+        replacing the upstream hosts, whether to verify checksums, and a
+        ``{name: sha256}`` manifest replacing the recorded hashes (see
+        :func:`cxrclassify.datasets.fetch`).
     progress : bool, default True
-        Show a progress bar while decoding.
+        Show progress bars.
+    **recipe_options
+        Further options of the recipe (``n_covid19=...`` for ``"soares2020"``).
 
     Returns
     -------
     DatasetSplits
         ``train``, ``validation`` and ``test`` :class:`~cxrclassify.datasets.ImageSet`
         objects and ``class_names``; unpacks as ``train, validation, test, class_names``.
+        Its ``duplicates`` lists images of one split that are identical or nearly
+        identical to images of another (also warned about), and for a recipe its
+        ``manifest_path`` is the split manifest written to the cache.
 
     Raises
     ------
@@ -163,8 +184,7 @@ def load_datasets(
     Notes
     -----
     The paper split by image. Splitting by patient is stricter and is the
-    default whenever records carry a group: follow-up X-rays of one patient in
-    both train and test inflate the test score.
+    default whenever records carry a group.
 
     Examples
     --------
@@ -175,23 +195,114 @@ def load_datasets(
     >>> len(data.train) + len(data.validation) + len(data.test)
     48
     """
-    samples = _resolve_records(source)
+    if split_by not in ("patient", "image"):
+        message = f"Expected split_by to be 'patient' or 'image'. Received: split_by={split_by!r}"
+        raise ValueError(message)
+    fetch_options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
+    recipe = source if isinstance(source, str) and source in _RECIPES and not Path(source).exists() else None
+    if recipe is not None:
+        samples = _call_recipe(recipe, seed=seed, progress=progress, **fetch_options, **recipe_options)
+    elif recipe_options:
+        message = f"Options {sorted(recipe_options)} are only for named recipes. Received: source={source!r}"
+        raise TypeError(message)
+    else:
+        samples = _resolve_records(source)
     names = _resolve_class_names(samples, class_names)
     labels = np.array([names.index(sample.label) for sample in samples], dtype=np.int64)
-    groups = [sample.group if sample.group is not None else f"image:{sample.path}" for sample in samples]
-    train_idx, validation_idx, test_idx = stratified_group_split(
-        labels, groups, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
-    )
+    assigned = _manifest_splits(source, samples)
+    if assigned is None:
+        groups = [
+            sample.group if split_by == "patient" and sample.group is not None else f"image:{index}"
+            for index, sample in enumerate(samples)
+        ]
+        assigned = stratified_group_split(
+            labels, groups, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+        )
     images = decode_records(samples, image_size, progress=progress)
     splits = [
         ImageSet(images[indices], labels[indices], [samples[i] for i in indices], list(names))
-        for indices in (train_idx, validation_idx, test_idx)
+        for indices in assigned
     ]
+    data = DatasetSplits(*splits, class_names=list(names))
+    data.duplicates = _report_duplicates(data)
+    if recipe is not None:
+        data.manifest_path = data.write_manifest(
+            get_data_home(data_home) / "manifests" / f"{recipe}_seed{seed}_by-{split_by}.csv"
+        )
     logger.info(
         "Loaded %d images of %d classes: %d train, %d validation, %d test",
         len(samples), len(names), *(len(split) for split in splits),
     )
-    return DatasetSplits(*splits, class_names=list(names))
+    return data
+
+
+def _call_recipe(name: str, **options: Any) -> list[Sample]:
+    """Call a recipe with the options its signature accepts; unknown non-default options are an error."""
+    function = _RECIPES[name]
+    parameters = inspect.signature(function).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    # seed and progress go to the recipes that take them; fetch options must not be silently dropped.
+    ignorable = {"seed", "progress"}
+    fetch_defaults = {"data_home": None, "mirror": None, "verify": True, "known_hashes": None}
+    accepted, refused = {}, []
+    for key, value in options.items():
+        if takes_all or key in parameters:
+            accepted[key] = value
+        elif key not in ignorable and (key not in fetch_defaults or value != fetch_defaults[key]):
+            refused.append(key)
+    if refused:
+        message = (
+            f"The dataset {name!r} takes no option {sorted(refused)}. "
+            f"Expected some of {sorted(parameters)}. Received: {sorted(options)}"
+        )
+        raise TypeError(message)
+    samples = function(**accepted)
+    if not samples:
+        message = f"The dataset {name!r} gave no image. Received: options {accepted}"
+        raise DataError(message)
+    return samples
+
+
+def _manifest_splits(source: object, samples: list[Sample]) -> tuple[np.ndarray, ...] | None:
+    """For a manifest with a split column, the indices of its train, validation and test rows."""
+    if not _is_manifest(source):
+        return None
+    rows = read_manifest(source)
+    if not rows or "split" not in rows[0] or not all(row.get("split") for row in rows):
+        return None
+    split_names = [row["split"] for row in rows]
+    unknown = sorted(set(split_names) - {"train", "validation", "test"})
+    if unknown:
+        message = (
+            f"Manifest {os.fspath(source)!r} names unknown splits {unknown}: expected train, validation "
+            "and test."
+        )
+        raise DataError(message)
+    return tuple(
+        np.array([index for index, name in enumerate(split_names) if name == wanted], dtype=np.int64)
+        for wanted in ("train", "validation", "test")
+    )
+
+
+def _is_manifest(source: object) -> bool:
+    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".csv" and Path(source).is_file()
+
+
+def _report_duplicates(data: DatasetSplits) -> list[DuplicatePair]:
+    duplicates = find_cross_split_duplicates(
+        {name: (split.paths, split.images) for name, split in data.items()}
+    )
+    if duplicates:
+        shown = "; ".join(f"{pair.path_a} ({pair.split_a}) ~ {pair.path_b} ({pair.split_b})"
+                          for pair in duplicates[:3])
+        warnings.warn(
+            f"{len(duplicates)} image(s) of one split are (near-)identical to images of another, which "
+            f"inflates test scores: {shown}{' ...' if len(duplicates) > 3 else ''}. "
+            "The full list is in the result's `duplicates`.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return duplicates
 
 
 def decode_records(samples: Sequence[Sample], image_size: int, *, progress: bool = True) -> np.ndarray:
@@ -214,11 +325,11 @@ def _resolve_records(source: str | os.PathLike[str] | Iterable[object]) -> list[
         path = Path(source)
         if path.is_dir():
             return records_from_folder(path)
-        if isinstance(source, str) and source in _RECIPES:
-            return _RECIPES[source]()
+        if _is_manifest(path):
+            return [_sample_from_row(row, path.parent) for row in read_manifest(path)]
         message = (
-            "Expected a folder laid out root/<class name>/<image>, a list of records, or one of "
-            f"the dataset names {list_recipes()}. Received: source={os.fspath(source)!r}, which is neither"
+            "Expected a folder laid out root/<class name>/<image>, a manifest CSV, a list of records, or one "
+            f"of the dataset names {list_recipes()}. Received: source={os.fspath(source)!r}, which is none of these"
         )
         raise DataError(message)
     samples = as_samples(source)
@@ -226,6 +337,19 @@ def _resolve_records(source: str | os.PathLike[str] | Iterable[object]) -> list[
         message = "Expected at least one record. Received: an empty list of records"
         raise DataError(message)
     return samples
+
+
+def _sample_from_row(row: Mapping[str, str], base: Path) -> Sample:
+    path = Path(row["path"])
+    return Sample(
+        path=str(path if path.is_absolute() else base / path),
+        label=row["label"],
+        group=row.get("patient") or None,
+        source=row.get("source") or None,
+        age=parse_age(row.get("age", "")),
+        sex=row.get("sex") or None,
+        view=row.get("view") or None,
+    )
 
 
 def _resolve_class_names(samples: list[Sample], class_names: Sequence[str] | None) -> list[str]:

@@ -18,9 +18,9 @@ import numpy as np
 
 from ..exceptions import DataError
 
-__all__ = ["Sample", "ImageSet", "DatasetSplits", "as_samples", "write_manifest", "read_manifest"]
+__all__ = ["Sample", "ImageSet", "DatasetSplits", "as_samples", "parse_age", "write_manifest", "read_manifest"]
 
-MANIFEST_COLUMNS = ("path", "label", "patient", "source", "split")
+MANIFEST_COLUMNS = ("path", "label", "patient", "source", "split", "age", "sex", "view")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,12 @@ class Sample:
     source : str or None
         The collection the image came from (``"ieee8023"``, ``"kermany"``, a
         hospital's name...), so that metrics can be broken down by source.
+    age : float or None
+        Patient age in years, where the source records it.
+    sex : str or None
+        Patient sex as the source records it (``"M"``, ``"F"``).
+    view : str or None
+        Projection (``"PA"``, ``"AP"``, ``"AP Supine"``...), where recorded.
 
     Examples
     --------
@@ -51,6 +57,24 @@ class Sample:
     label: str
     group: str | None = None
     source: str | None = None
+    age: float | None = None
+    sex: str | None = None
+    view: str | None = None
+
+
+def parse_age(value: object) -> float | None:
+    """An age in years from a metadata field; ``None`` when blank or not a number (``"1-5"``).
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import parse_age
+    >>> parse_age("65"), parse_age(""), parse_age("1-5")
+    (65.0, None, None)
+    """
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
 
 
 def as_samples(records: Iterable[object]) -> list[Sample]:
@@ -162,6 +186,8 @@ class DatasetSplits:
     validation: ImageSet
     test: ImageSet
     class_names: list[str]
+    duplicates: list = field(default_factory=list)
+    manifest_path: Path | None = None
 
     def __iter__(self) -> Iterator[object]:
         return iter((self.train, self.validation, self.test, self.class_names))
@@ -171,7 +197,7 @@ class DatasetSplits:
         return [("train", self.train), ("validation", self.validation), ("test", self.test)]
 
     def manifest(self) -> list[dict[str, str]]:
-        """One row per image: path, label, patient, source and split."""
+        """One row per image: path, label, patient, source, split, age, sex and view."""
         return [
             {
                 "path": record.path,
@@ -179,13 +205,16 @@ class DatasetSplits:
                 "patient": record.group or "",
                 "source": record.source or "",
                 "split": split_name,
+                "age": "" if record.age is None else f"{record.age:g}",
+                "sex": record.sex or "",
+                "view": record.view or "",
             }
             for split_name, split in self.items()
             for record in split.records
         ]
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
-        """Write the split manifest as CSV (columns: path, label, patient, source, split)."""
+        """Write the split manifest as CSV (path, label, patient, source, split, age, sex, view)."""
         return write_manifest(self.manifest(), path)
 
 

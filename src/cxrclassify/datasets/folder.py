@@ -17,7 +17,7 @@ def records_from_folder(
 ) -> list[Sample]:
     """List the images of a class-per-subfolder tree as :class:`Sample` records.
 
-    Each immediate subfolder of ``root`` is a class; every PNG or JPEG below it
+    Each immediate subfolder of ``root`` is a class; every PNG, JPEG or DICOM file below it
     (at any depth) is an image of that class. Without patient information each
     image is its own group.
 

@@ -1,0 +1,1178 @@
+"""The one download machinery of cxrclassify: a verified, resumable, locked file cache.
+
+Every remote file the library needs is described by a :class:`RemoteFile` record
+(its path in the cache, its upstream URL, its path under a mirror, and what is
+known of its size and hashes) and obtained with :func:`fetch`, which
+
+* returns the cached copy when it is there and verified, without any network;
+* otherwise streams the file from its URL, from an HTTP mirror or from a local
+  mirror folder into ``<dest>.part``, resuming an interrupted ``.part`` with an
+  HTTP ``Range`` request and retrying transient failures with exponential
+  backoff;
+* verifies the result (sha256, or git's blob SHA-1, and size) before moving it
+  into place atomically, so that a file under its final name is always
+  complete;
+* keeps a sidecar ``<dest>.meta.json`` so that later cache hits need no
+  re-hash, and holds a file lock so that two processes fetching the same file
+  do not corrupt it.
+
+The cache folder is :func:`get_data_home`. :func:`extract_archive` unpacks zip
+and tar archives safely (no path traversal, no links out of the target, no
+device files, no zip bombs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from urllib.parse import quote, urlsplit
+from urllib.request import url2pathname
+
+import filelock
+import platformdirs
+import requests
+from tqdm.auto import tqdm
+
+from .exceptions import ChecksumError, DataError, DownloadError
+
+__all__ = [
+    "RemoteFile",
+    "get_data_home",
+    "cache_info",
+    "clear_data_home",
+    "file_sha256",
+    "git_blob_sha1",
+    "fetch",
+    "extract_archive",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable naming the cache folder (overridden by an explicit ``data_home``).
+DATA_HOME_ENV = "CXRCLASSIFY_HOME"
+
+_CHUNK = 1 << 20
+#: Network reads are smaller: bytes of a read cut short by a dropped connection are lost to the resume.
+_NET_CHUNK = 1 << 16
+_PART_SUFFIX = ".part"
+_META_SUFFIX = ".meta.json"
+_LOCK_SUFFIX = ".lock"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: Members of at least this size are also checked one by one against ``max_ratio`` (zip only).
+_MEMBER_RATIO_FLOOR = 1 << 20
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _check_relative_path(value: str, field: str) -> None:
+    """Refuse a path that is empty, absolute, not POSIX or that climbs out with ``..``."""
+    parts = value.split("/")
+    if (
+        not value
+        or "\\" in value
+        or "\x00" in value
+        or value.startswith("/")
+        or PureWindowsPath(value).drive
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        message = (
+            f"Expected {field} to be a relative POSIX path without empty, '.' or '..' segments "
+            f"(like 'source/images/a.jpg'). Received: {field}={value!r}"
+        )
+        raise DataError(message)
+
+
+def _normalise_hash(value: str, pattern: re.Pattern[str], what: str, field: str) -> str:
+    text = value.strip().lower()
+    if text.startswith(f"{what}:"):
+        text = text[len(what) + 1 :]
+    if not pattern.fullmatch(text):
+        digits = 64 if pattern is _SHA256 else 40
+        message = f"Expected {field} to be a {digits}-character hexadecimal {what}. Received: {value!r}"
+        raise DataError(message)
+    return text
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file the library can fetch: where it goes in the cache, where it comes from, what it must hash to.
+
+    Parameters
+    ----------
+    name : str
+        Path of the file inside the cache folder: relative, POSIX, without
+        ``..`` (for example ``"ieee8023/0f7245db6f5a/images/a.jpg"``).
+    url : str
+        Upstream URL.
+    mirror_path : str, optional
+        Path of this file under a mirror root (for example
+        ``"ieee8023-covid-chestxray/images/a.jpg"``); ``name`` when not given.
+    size : int, optional
+        Size in bytes, checked when known.
+    sha256 : str, optional
+        Hexadecimal sha256 of the content.
+    git_blob_sha1 : str, optional
+        Git's blob hash of the content, ``sha1(b"blob <size>\\0" + content)``
+        (what ``git hash-object`` prints); used when ``sha256`` is unknown.
+
+    Raises
+    ------
+    cxrclassify.exceptions.DataError
+        If ``name`` or ``mirror_path`` is not a safe relative path, or a hash is
+        not hexadecimal of the right length.
+
+    Examples
+    --------
+    >>> from cxrclassify._download import RemoteFile
+    >>> remote = RemoteFile(name="demo/a.txt", url="https://example.org/a.txt", size=6)
+    >>> remote.mirror_path is None, remote.size
+    (True, 6)
+    """
+
+    name: str
+    url: str
+    mirror_path: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    git_blob_sha1: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_relative_path(self.name, "name")
+        if self.mirror_path is not None:
+            _check_relative_path(self.mirror_path, "mirror_path")
+        if self.size is not None and (isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0):
+            message = f"Expected size to be a non-negative int or None. Received: size={self.size!r}"
+            raise DataError(message)
+        if self.sha256 is not None:
+            object.__setattr__(self, "sha256", _normalise_hash(self.sha256, _SHA256, "sha256", "sha256"))
+        if self.git_blob_sha1 is not None:
+            value = _normalise_hash(self.git_blob_sha1, _SHA1, "sha1", "git_blob_sha1")
+            object.__setattr__(self, "git_blob_sha1", value)
+
+
+# --------------------------------------------------------------------------- the cache folder
+
+
+def get_data_home(data_home: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder of downloaded data, created if missing.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        The folder to use. When not given, the environment variable
+        ``CXRCLASSIFY_HOME`` names it; when that is unset or empty, the
+        platform's user cache folder (``platformdirs.user_cache_dir("cxrclassify")``,
+        for example ``~/.cache/cxrclassify`` on Linux). ``~`` is expanded.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cxrclassify._download import get_data_home
+    >>> folder = get_data_home(tempfile.mkdtemp() + "/cache")
+    >>> folder.is_dir()
+    True
+    """
+    if data_home is None:
+        data_home = os.environ.get(DATA_HOME_ENV) or platformdirs.user_cache_dir("cxrclassify")
+    folder = Path(data_home).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _is_bookkeeping(path: Path) -> bool:
+    return path.name.endswith((_META_SUFFIX, _LOCK_SUFFIX, _PART_SUFFIX)) or ".meta.json." in path.name
+
+
+def cache_info(data_home: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Where the cache is and how much it holds.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        The cache folder (see :func:`get_data_home`).
+
+    Returns
+    -------
+    dict
+        ``{"path": str, "files": int, "bytes": int}``: the folder, the number of
+        cached data files (sidecars ``*.meta.json``, locks ``*.lock`` and partial
+        downloads ``*.part`` are not counted) and the bytes of everything under
+        the folder, partial downloads included.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cxrclassify._download import cache_info
+    >>> cache_info(tempfile.mkdtemp())["files"]
+    0
+    """
+    folder = get_data_home(data_home)
+    files = 0
+    total = 0
+    for path in folder.rglob("*"):
+        if path.is_symlink() or not path.is_file():
+            continue
+        total += path.stat().st_size
+        if not _is_bookkeeping(path):
+            files += 1
+    return {"path": str(folder), "files": files, "bytes": total}
+
+
+def clear_data_home(data_home: str | os.PathLike[str] | None = None) -> None:
+    """Delete everything in the cache folder (the folder itself stays).
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        The cache folder (see :func:`get_data_home`).
+
+    Raises
+    ------
+    cxrclassify.exceptions.DataError
+        If the folder is the file-system root or the home folder (a guard
+        against wiping them by mistake).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify._download import cache_info, clear_data_home
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.bin").write_bytes(b"x")
+    >>> clear_data_home(folder)
+    >>> cache_info(folder)["files"]
+    0
+    """
+    folder = get_data_home(data_home)
+    resolved = folder.resolve()
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        message = (
+            "Expected a dedicated cache folder to clear. "
+            f"Received: data_home={str(folder)!r}, which is the root or the home folder"
+        )
+        raise DataError(message)
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    logger.info("Cleared the cache folder %s", folder)
+
+
+# --------------------------------------------------------------------------- hashes
+
+
+def _digests(path: Path, *, git: bool = False) -> dict[str, str]:
+    """sha256 (and git's blob SHA-1 when ``git``) of a file, in one pass."""
+    sha256 = hashlib.sha256()
+    sha1 = None
+    if git:
+        sha1 = hashlib.sha1(usedforsecurity=False)
+        sha1.update(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            sha256.update(chunk)
+            if sha1 is not None:
+                sha1.update(chunk)
+    found = {"sha256": sha256.hexdigest()}
+    if sha1 is not None:
+        found["git_blob_sha1"] = sha1.hexdigest()
+    return found
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The hexadecimal sha256 of a file's content.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, read in chunks.
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal digits.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify._download import file_sha256
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "empty"
+    >>> _ = path.write_bytes(b"")
+    >>> file_sha256(path)
+    'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
+    return _digests(Path(path))["sha256"]
+
+
+def git_blob_sha1(path: str | os.PathLike[str]) -> str:
+    """Git's blob hash of a file, ``sha1(b"blob <size>\\0" + content)``, as ``git hash-object`` prints it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file, read in chunks.
+
+    Returns
+    -------
+    str
+        40 lowercase hexadecimal digits.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify._download import git_blob_sha1
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+    >>> _ = path.write_bytes(b"hello\\n")
+    >>> git_blob_sha1(path)
+    'ce013625030ba8dba906f756967f9e9ca394464a'
+    """
+    return _digests(Path(path), git=True)["git_blob_sha1"]
+
+
+# --------------------------------------------------------------------------- fetch: helpers
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """What a file must match: a hash (``kind`` is ``"sha256"`` or ``"git_blob_sha1"``) and/or a size."""
+
+    kind: str | None
+    value: str | None
+    size: int | None
+    source: str  # "known_hashes", "record" or "none"
+
+    @property
+    def tag(self) -> str | None:
+        return f"{self.kind}:{self.value}" if self.kind else None
+
+
+def _expectation(remote: RemoteFile, known_hashes: Mapping[str, str] | None) -> _Expected:
+    if known_hashes is not None and remote.name in known_hashes:
+        value = _normalise_hash(known_hashes[remote.name], _SHA256, "sha256", f"known_hashes[{remote.name!r}]")
+        return _Expected("sha256", value, None, "known_hashes")
+    if remote.sha256:
+        return _Expected("sha256", remote.sha256, remote.size, "record")
+    if remote.git_blob_sha1:
+        return _Expected("git_blob_sha1", remote.git_blob_sha1, remote.size, "record")
+    return _Expected(None, None, remote.size, "none")
+
+
+@dataclass(frozen=True)
+class _Source:
+    kind: str  # "http" or "local"
+    location: str  # a URL, or a local file path
+    mirror: str | None  # the mirror as given, when one is used
+
+
+def _source(remote: RemoteFile, mirror: str | os.PathLike[str] | None) -> _Source:
+    if mirror is None:
+        return _Source("http", remote.url, None)
+    relative = remote.mirror_path or remote.name
+    text = os.fspath(mirror)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if _URL_SCHEME.match(text):
+        scheme = text.split("://", 1)[0].lower()
+        if scheme in ("http", "https"):
+            quoted = "/".join(quote(part, safe="") for part in relative.split("/"))
+            return _Source("http", text.rstrip("/") + "/" + quoted, text)
+        if scheme == "file":
+            parts = urlsplit(text)
+            if parts.netloc not in ("", "localhost"):
+                message = (
+                    "Expected a file:// mirror URL on this machine (file:///path or file://localhost/path). "
+                    f"Received: mirror={text!r}"
+                )
+                raise DataError(message)
+            folder = Path(url2pathname(parts.path))
+            return _Source("local", str(folder.joinpath(*relative.split("/"))), text)
+        message = (
+            "Expected mirror to be an http://, https:// or file:// URL or a local folder. "
+            f"Received: mirror={text!r}"
+        )
+        raise DataError(message)
+    folder = Path(text).expanduser()
+    return _Source("local", str(folder.joinpath(*relative.split("/"))), text)
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _write_meta(dest: Path, *, url: str, sha256: str, verified_against: str) -> None:
+    """Write ``<dest>.meta.json`` atomically; a read-only cache only loses the shortcut."""
+    meta_path = Path(str(dest) + _META_SUFFIX)
+    try:
+        info = dest.stat()
+        meta = {
+            "url": url,
+            "size": info.st_size,
+            "sha256": sha256,
+            "mtime_ns": info.st_mtime_ns,
+            "verified_against": verified_against,
+        }
+        temp = Path(f"{meta_path}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        os.replace(temp, meta_path)
+    except OSError as error:
+        logger.debug("Could not write %s: %s", meta_path, error)
+
+
+def _meta_is_fresh(meta: dict[str, Any] | None, info: os.stat_result) -> bool:
+    return bool(meta) and meta.get("size") == info.st_size and meta.get("mtime_ns") == info.st_mtime_ns
+
+
+def _cached_without_hashing(dest: Path, expected: _Expected) -> bool:
+    """Whether the cached file is verified by its sidecar alone (same size and mtime, same hash)."""
+    try:
+        info = dest.stat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or (expected.size is not None and info.st_size != expected.size):
+        return False
+    meta = _read_meta(Path(str(dest) + _META_SUFFIX))
+    if not _meta_is_fresh(meta, info):
+        return False
+    if expected.kind is None:
+        return bool(meta.get("sha256"))
+    if meta.get("verified_against") == expected.tag:
+        return True
+    return expected.kind == "sha256" and meta.get("sha256") == expected.value
+
+
+@dataclass
+class _Verdict:
+    ok: bool
+    sha256: str | None = None
+    detail: str = ""
+    unpinned: bool = False
+
+
+def _verify_cached(dest: Path, expected: _Expected) -> _Verdict:
+    """Check a cached file, hashing it when the sidecar cannot vouch for it; rewrite the sidecar."""
+    if _cached_without_hashing(dest, expected):
+        return _Verdict(True)
+    info = dest.stat()
+    if expected.size is not None and info.st_size != expected.size:
+        return _Verdict(False, detail=f"size {info.st_size} bytes, expected {expected.size}")
+    meta = _read_meta(Path(str(dest) + _META_SUFFIX)) or {}
+    url = str(meta.get("url", ""))
+    found = _digests(dest, git=expected.kind == "git_blob_sha1")
+    if expected.kind is not None:
+        if found[expected.kind] != expected.value:
+            return _Verdict(False, detail=f"{expected.kind} {found[expected.kind]}, expected {expected.value}")
+        _write_meta(dest, url=url, sha256=found["sha256"], verified_against=expected.tag or "")
+        return _Verdict(True, sha256=found["sha256"])
+    recorded = meta.get("sha256")
+    if recorded:
+        if found["sha256"] != recorded:
+            return _Verdict(False, detail=f"sha256 {found['sha256']}, recorded at download {recorded}")
+        against = str(meta.get("verified_against") or "unpinned")
+        _write_meta(dest, url=url, sha256=found["sha256"], verified_against=against)
+        return _Verdict(True, sha256=found["sha256"])
+    # A file in the cache with no sidecar and no known hash: take it, record what it is, and say so.
+    _write_meta(dest, url=url, sha256=found["sha256"], verified_against="unpinned")
+    return _Verdict(True, sha256=found["sha256"], unpinned=True)
+
+
+class _Retryable(Exception):
+    """A transient failure worth another attempt (HTTP 5xx or 429, a body cut short)."""
+
+
+_RETRYABLE_ERRORS = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+)
+
+
+def _user_agent() -> str:
+    try:
+        from importlib.metadata import version
+
+        return f"cxrclassify/{version('cxrclassify')} (+python-requests/{requests.__version__})"
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        return f"cxrclassify (+python-requests/{requests.__version__})"
+
+
+def _progress_bar(total: int | None, initial: int, label: str, progress: bool) -> tqdm:
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=label,
+        disable=not progress,
+        leave=False,
+    )
+
+
+def _content_range_start(value: str | None) -> int | None:
+    match = re.match(r"\s*bytes\s+(\d+)-", value or "")
+    return int(match.group(1)) if match else None
+
+
+def _http_attempt(
+    url: str, part: Path, *, session: requests.Session, timeout: float, progress: bool, label: str
+) -> None:
+    """One GET into ``part``, resuming it with ``Range`` when it holds bytes already."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    with session.get(url, headers=headers, stream=True, timeout=timeout) as response:
+        status = response.status_code
+        if offset and (
+            status == 416 or (status == 206 and _content_range_start(response.headers.get("Content-Range")) != offset)
+        ):
+            logger.info("%s: cannot resume %s from byte %d (HTTP %d); starting again", label, url, offset, status)
+            response.close()
+            part.unlink()
+            return _http_attempt(url, part, session=session, timeout=timeout, progress=progress, label=label)
+        if status == 429 or status >= 500:
+            raise _Retryable(f"HTTP {status} {response.reason}")
+        if status not in (200, 206):
+            part.unlink(missing_ok=True)
+            message = f"Expected HTTP 200 for {url}. Received: HTTP {status} {response.reason}"
+            raise DownloadError(message)
+        if status == 200 and offset:
+            logger.info("%s: the server ignored Range; downloading %s from the start", label, url)
+        start = offset if status == 206 else 0
+        declared = response.headers.get("Content-Length")
+        length = int(declared) if declared and declared.isdigit() else None
+        received = 0
+        with open(part, "ab" if status == 206 else "wb") as handle, _progress_bar(
+            None if length is None else start + length, start, label, progress
+        ) as bar:
+            for chunk in response.iter_content(chunk_size=_NET_CHUNK):
+                handle.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+        if length is not None and received < length:
+            raise _Retryable(f"the connection closed after {received} of {length} bytes")
+    return None
+
+
+def _download_http(
+    url: str,
+    part: Path,
+    *,
+    session: requests.Session,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+    label: str,
+) -> None:
+    last_error = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            pause = backoff * 2 ** (attempt - 1)
+            logger.info("%s: retry %d of %d in %.2f s after: %s", label, attempt, retries, pause, last_error)
+            time.sleep(pause)
+        try:
+            _http_attempt(url, part, session=session, timeout=timeout, progress=progress, label=label)
+            return
+        except _Retryable as error:
+            last_error = str(error)
+        except _RETRYABLE_ERRORS as error:
+            last_error = f"{type(error).__name__}: {error}"
+        except requests.exceptions.RequestException as error:
+            part.unlink(missing_ok=True)
+            message = f"Expected a downloadable URL. Received: {url} failed with {type(error).__name__}: {error}"
+            raise DownloadError(message) from error
+    message = (
+        f"Could not download {url} after {retries + 1} attempt(s) "
+        f"(retries={retries}); a later call resumes it. Received: {last_error}"
+    )
+    raise DownloadError(message)
+
+
+def _copy_local(source: str, part: Path, *, mirror: str | None, progress: bool, label: str) -> None:
+    path = Path(source)
+    if not path.is_file():
+        where = f" in the local mirror {mirror!r}" if mirror is not None else ""
+        message = f"Expected the file {str(path)!r}{where}. Received: no such file"
+        raise DownloadError(message)
+    try:
+        with open(path, "rb") as reader, open(part, "wb") as writer, _progress_bar(
+            path.stat().st_size, 0, label, progress
+        ) as bar:
+            while chunk := reader.read(_CHUNK):
+                writer.write(chunk)
+                bar.update(len(chunk))
+    except OSError as error:
+        part.unlink(missing_ok=True)
+        message = f"Expected to copy {str(path)!r} from the local mirror. Received: {error}"
+        raise DownloadError(message) from error
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def fetch(
+    remote: RemoteFile,
+    *,
+    data_home: str | os.PathLike[str] | None = None,
+    mirror: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+    known_hashes: Mapping[str, str] | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+    session: requests.Session | None = None,
+) -> Path:
+    """Return the cached, verified copy of a remote file, downloading it first when needed.
+
+    The file goes to ``get_data_home(data_home) / remote.name``. A cached copy is
+    returned without network when it verifies: its sidecar ``<file>.meta.json``
+    (size, mtime, sha256 and what it was verified against) spares a re-hash
+    while the file's size and mtime are unchanged; otherwise it is hashed again,
+    and a copy that fails is deleted (with a logged warning) and fetched again.
+
+    Downloads stream into ``<file>.part`` next to the file, under the lock
+    ``<file>.lock`` (a second process fetching the same file waits, then finds
+    it cached). An existing ``.part`` (an interrupted earlier run, or a
+    connection dropped during this one) is resumed with an HTTP ``Range``
+    request; a server answering 200 instead is read from the start.
+    Connection errors, timeouts, bodies cut short, HTTP 5xx and 429 are retried
+    ``retries`` times, the k-th retry after ``backoff * 2**(k - 1)`` seconds;
+    other HTTP errors (such as 404) fail at once. The verified file is moved
+    into place atomically, so nothing half-written is ever under its final name.
+
+    Parameters
+    ----------
+    remote : RemoteFile
+        The file.
+    data_home : str or os.PathLike, optional
+        The cache folder (see :func:`get_data_home`).
+    mirror : str or os.PathLike, optional
+        Replace ``remote.url`` by a mirror: an ``http(s)://`` base URL, giving
+        ``mirror.rstrip("/") + "/" + mirror_path`` (its segments URL-quoted), a
+        ``file://`` URL or a local folder, whose file ``<folder>/<mirror_path>``
+        is copied; ``mirror_path`` is ``remote.mirror_path`` or else
+        ``remote.name``. The copy is verified as a download is.
+    verify : bool, default True
+        Check the file against, in order, ``known_hashes[remote.name]``,
+        ``remote.sha256``, ``remote.git_blob_sha1``, and ``remote.size`` unless
+        ``known_hashes`` overrides the record. When the record has no hash, the
+        file is taken, a warning gives its size and sha256 (to pin it with
+        ``known_hashes``) and later cache hits are checked against that sha256.
+        ``verify=False`` checks nothing and warns so (for a mirror of modified
+        files); the sha256 is still recorded in the sidecar.
+    known_hashes : mapping of str to str, optional
+        ``{remote.name: sha256}`` of the user's own, overriding the record (for
+        example the manifest of a mirror whose files were modified).
+    progress : bool, default True
+        Show a tqdm progress bar (its total from ``Content-Length``).
+    retries : int, default 3
+        Further attempts after the first one on transient failures.
+    backoff : float, default 0.5
+        Base of the exponential backoff between attempts, in seconds.
+    timeout : float, default 30.0
+        Seconds to wait for the server to connect or send data (per read, not
+        for the whole file).
+    session : requests.Session, optional
+        Session to use (for its proxies, headers or authentication); a new one
+        by default.
+
+    Returns
+    -------
+    pathlib.Path
+        The cached file.
+
+    Raises
+    ------
+    cxrclassify.exceptions.DownloadError
+        If the file cannot be obtained: an HTTP error such as 404 (at once),
+        transient failures beyond ``retries`` (the ``.part`` stays, for a later
+        call to resume), or a file missing from a local mirror.
+    cxrclassify.exceptions.ChecksumError
+        If the file does not match its expected hash or size; the download is
+        deleted and nothing is left in the cache.
+    cxrclassify.exceptions.DataError
+        If ``mirror``, ``known_hashes`` or ``retries`` is malformed.
+
+    Examples
+    --------
+    A local mirror folder stands in for the network here:
+
+    >>> import hashlib, pathlib, tempfile
+    >>> from cxrclassify._download import RemoteFile, fetch
+    >>> mirror = pathlib.Path(tempfile.mkdtemp())
+    >>> content = b"PatientID,Finding\\n1,COVID-19\\n"
+    >>> (mirror / "demo").mkdir()
+    >>> _ = (mirror / "demo" / "metadata.csv").write_bytes(content)
+    >>> remote = RemoteFile(
+    ...     name="demo/v1/metadata.csv",
+    ...     url="https://example.org/demo/metadata.csv",
+    ...     mirror_path="demo/metadata.csv",
+    ...     size=len(content),
+    ...     sha256=hashlib.sha256(content).hexdigest(),
+    ... )
+    >>> path = fetch(remote, data_home=tempfile.mkdtemp(), mirror=mirror, progress=False)
+    >>> path.read_bytes() == content, path.as_posix().endswith("demo/v1/metadata.csv")
+    (True, True)
+    """
+    if not isinstance(remote, RemoteFile):
+        message = f"Expected a RemoteFile. Received: {type(remote).__name__} {remote!r}"
+        raise DataError(message)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        message = f"Expected retries to be a non-negative int. Received: retries={retries!r}"
+        raise DataError(message)
+    source = _source(remote, mirror)
+    expected = _expectation(remote, known_hashes) if verify else _Expected(None, None, None, "none")
+    dest = get_data_home(data_home).joinpath(*remote.name.split("/"))
+    label = remote.name
+
+    if not verify:
+        logger.info("%s: verify=False, not checking it against any checksum", remote.name)
+        warnings.warn(
+            "verify=False: files are fetched and cached without checking their checksums. Use it only for a "
+            "mirror you trust (for example one of modified files); known_hashes={name: sha256} pins such files "
+            "instead.",
+            UserWarning,
+            stacklevel=2,
+        )
+        if dest.is_file():
+            logger.debug("%s: cache hit (not verified) at %s", remote.name, dest)
+            return dest
+    elif _cached_without_hashing(dest, expected):
+        logger.debug("%s: cache hit at %s", remote.name, dest)
+        return dest
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = Path(str(dest) + _PART_SUFFIX)
+    unpinned: tuple[int, str] | None = None
+    with filelock.FileLock(str(dest) + _LOCK_SUFFIX):
+        if dest.exists():
+            if not verify:
+                return dest
+            verdict = _verify_cached(dest, expected)
+            if verdict.ok:
+                if verdict.unpinned and verdict.sha256:
+                    unpinned = (dest.stat().st_size, verdict.sha256)
+                else:
+                    logger.debug("%s: cache hit at %s", remote.name, dest)
+            else:
+                logger.warning(
+                    "%s: the cached file %s fails verification (%s); deleting it and fetching it again",
+                    remote.name, dest, verdict.detail,
+                )
+                dest.unlink()
+                Path(str(dest) + _META_SUFFIX).unlink(missing_ok=True)
+        if not dest.exists():
+            unpinned = _fetch_locked(remote, source, expected, dest, part, verify=verify, progress=progress,
+                                     retries=retries, backoff=backoff, timeout=timeout, session=session, label=label)
+    if unpinned is not None:
+        size, digest = unpinned
+        warnings.warn(
+            f"{remote.name!r} ({size} bytes, sha256 {digest}, from {source.location}) was not verified: no "
+            "checksum is recorded for it. "
+            f"To pin it, pass known_hashes={{{remote.name!r}: {digest!r}}}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return dest
+
+
+def _fetch_locked(
+    remote: RemoteFile,
+    source: _Source,
+    expected: _Expected,
+    dest: Path,
+    part: Path,
+    *,
+    verify: bool,
+    progress: bool,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    session: requests.Session | None,
+    label: str,
+) -> tuple[int, str] | None:
+    """Download (or copy) into ``part``, verify, move into place; return ``(size, sha256)`` when unpinned."""
+    own_session = session is None
+    if own_session:
+        session = requests.Session()
+        session.headers["User-Agent"] = _user_agent()
+
+    def obtain() -> None:
+        if source.kind == "local":
+            logger.info("%s: copying %s", remote.name, source.location)
+            _copy_local(source.location, part, mirror=source.mirror, progress=progress, label=label)
+        else:
+            logger.info("%s: downloading %s", remote.name, source.location)
+            _download_http(source.location, part, session=session, retries=retries, backoff=backoff,
+                           timeout=timeout, progress=progress, label=label)
+
+    try:
+        resumed = source.kind == "http" and part.exists() and part.stat().st_size > 0
+        obtain()
+        problem, found = _check_part(part, expected)
+        if problem and resumed:
+            logger.warning("%s: the resumed download fails verification (%s); downloading it again from the start",
+                           remote.name, problem)
+            part.unlink(missing_ok=True)
+            obtain()
+            problem, found = _check_part(part, expected)
+        if problem:
+            part.unlink(missing_ok=True)
+            message = (
+                f"The file {remote.name!r} fetched from {source.location} does not match its "
+                f"{'known_hashes entry' if expected.source == 'known_hashes' else 'record'}. {problem}"
+            )
+            if source.mirror is not None:
+                message += (
+                    f" It came from the mirror {source.mirror!r}: a mirror of modified files needs verify=False "
+                    f"or known_hashes={{{remote.name!r}: <its sha256>}}."
+                )
+            raise ChecksumError(message)
+        os.replace(part, dest)
+    finally:
+        if own_session:
+            session.close()
+    if not verify:
+        verified_against = "unverified"
+    elif expected.kind is None:
+        verified_against = "unpinned"
+    else:
+        verified_against = expected.tag or ""
+    _write_meta(dest, url=source.location, sha256=found["sha256"], verified_against=verified_against)
+    logger.info("%s: saved to %s (%s)", remote.name, dest, verified_against.split(":")[0])
+    if verify and expected.kind is None:
+        return dest.stat().st_size, found["sha256"]
+    return None
+
+
+def _check_part(part: Path, expected: _Expected) -> tuple[str, dict[str, str]]:
+    """Hash the download; return a description of what does not match (empty when all does) and the digests."""
+    found = _digests(part, git=expected.kind == "git_blob_sha1")
+    size = part.stat().st_size
+    problems = []
+    if expected.kind is not None and found[expected.kind] != expected.value:
+        problems.append(f"Expected {expected.kind} {expected.value}. Received: {expected.kind} {found[expected.kind]}")
+    if expected.size is not None and size != expected.size:
+        problems.append(f"Expected {expected.size} bytes. Received: {size} bytes (sha256 {found['sha256']})")
+    return "; ".join(problems), found
+
+
+# --------------------------------------------------------------------------- archives
+
+
+@dataclass
+class _Member:
+    name: str
+    kind: str  # "file", "dir", "symlink" or "hardlink"
+    size: int
+    compressed: int | None
+    linkname: str = ""
+    opener: Callable[[], BinaryIO] | None = None
+    tarinfo: tarfile.TarInfo | None = None
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _refuse(archive: Path, name: str, why: str, *, before: bool = True) -> DownloadError:
+    outcome = "nothing was extracted" if before else "extraction stopped there"
+    message = (
+        f"Expected archive members that stay inside the target folder and are regular files, folders or "
+        f"links within it. Received: member {name!r} of {str(archive)!r} {why}; {outcome}."
+    )
+    return DownloadError(message)
+
+
+def _zip_members(zipped: zipfile.ZipFile) -> list[_Member]:
+    members = []
+    for info in zipped.infolist():
+        kind = "dir" if info.is_dir() else "file"
+        members.append(_Member(info.filename, kind, info.file_size, info.compress_size,
+                               opener=(lambda info=info: zipped.open(info))))
+    return members
+
+
+def _tar_members(archive: Path, tarred: tarfile.TarFile) -> list[_Member]:
+    members = []
+    files: dict[str, tarfile.TarInfo] = {}
+    for info in tarred.getmembers():
+        if info.isdir():
+            kind = "dir"
+        elif info.isreg():
+            kind = "file"
+            files[os.path.normpath(info.name)] = info
+        elif info.issym():
+            kind = "symlink"
+        elif info.islnk():
+            kind = "hardlink"
+        else:
+            raise _refuse(archive, info.name, "is a device file or FIFO")
+        size = info.size
+        if kind == "hardlink":
+            linked = files.get(os.path.normpath(info.linkname))
+            if linked is None:
+                raise _refuse(archive, info.name, f"is a hard link to {info.linkname!r}, not an earlier file")
+            size = linked.size
+        members.append(_Member(info.name, kind, size, None, linkname=info.linkname, tarinfo=info,
+                               opener=(lambda info=info: tarred.extractfile(info))))
+    return members
+
+
+def _select(archive: Path, members: list[_Member], wanted: Iterable[str] | None) -> list[_Member]:
+    if wanted is None:
+        return members
+    by_name: dict[str, _Member] = {}
+    for member in members:
+        by_name[member.name] = member
+        by_name.setdefault(member.name.rstrip("/"), member)
+    wanted = list(wanted)
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        valid = [m.name for m in members if m.kind != "dir"][:5]
+        message = (
+            f"Expected names of members of {str(archive)!r} (such as {valid}). "
+            f"Received: {len(unknown)} unknown name(s), such as {unknown[:5]}"
+        )
+        raise DownloadError(message)
+    selected: dict[int, _Member] = {}
+    for name in wanted:
+        selected[id(by_name[name])] = by_name[name]
+    return list(selected.values())
+
+
+def _check_members(archive: Path, root: str, members: list[_Member]) -> dict[int, str]:
+    """Refuse unsafe members before anything is written; return each member's final path."""
+    finals: dict[int, str] = {}
+    for member in members:
+        name = member.name
+        if not name or "\x00" in name or os.path.isabs(name) or PureWindowsPath(name).drive or name.startswith("/"):
+            raise _refuse(archive, name, "is an absolute path")
+        final = os.path.normpath(os.path.join(root, name))
+        if not _inside(root, final) or (final == root and member.kind != "dir"):
+            raise _refuse(archive, name, "resolves outside the target folder")
+        if member.kind == "symlink":
+            if os.path.isabs(member.linkname) or PureWindowsPath(member.linkname).drive:
+                raise _refuse(archive, name, f"is a symbolic link to the absolute path {member.linkname!r}")
+            pointed = os.path.normpath(os.path.join(os.path.dirname(final), member.linkname))
+            if not _inside(root, pointed):
+                raise _refuse(archive, name, f"is a symbolic link to {member.linkname!r}, outside the target")
+        if member.kind == "hardlink":
+            pointed = os.path.normpath(os.path.join(root, member.linkname))
+            if os.path.isabs(member.linkname) or not _inside(root, pointed):
+                raise _refuse(archive, name, f"is a hard link to {member.linkname!r}, outside the target")
+        if member.tarinfo is not None and hasattr(tarfile, "data_filter"):
+            try:
+                tarfile.data_filter(member.tarinfo, root)
+            except tarfile.FilterError as error:
+                raise _refuse(archive, name, f"is refused by tarfile's 'data' filter ({error})") from error
+        finals[id(member)] = final
+    return finals
+
+
+def _check_sizes(
+    archive: Path, everything: list[_Member], selected: list[_Member], max_total_bytes: int, max_ratio: float
+) -> None:
+    """Refuse zip bombs from the declared sizes, before anything is written."""
+    archive_bytes = max(archive.stat().st_size, 1)
+    declared = sum(m.size for m in everything if m.kind == "file")
+    ratio = declared / archive_bytes
+    if ratio > max_ratio:
+        message = (
+            f"Expected an archive expanding at most max_ratio={max_ratio:g} times (a larger ratio is the mark "
+            f"of a zip bomb; pass a larger max_ratio for an archive you trust). Received: {str(archive)!r} "
+            f"declares {declared} bytes uncompressed from {archive_bytes} bytes, a ratio of {ratio:.0f}; "
+            "nothing was extracted."
+        )
+        raise DownloadError(message)
+    for member in selected:
+        if member.compressed is not None and member.size >= _MEMBER_RATIO_FLOOR:
+            member_ratio = member.size / max(member.compressed, 1)
+            if member_ratio > max_ratio:
+                message = (
+                    f"Expected archive members expanding at most max_ratio={max_ratio:g} times. Received: member "
+                    f"{member.name!r} of {str(archive)!r} expands {member.compressed} bytes to {member.size} "
+                    f"bytes, a ratio of {member_ratio:.0f} (a zip bomb?); nothing was extracted."
+                )
+                raise DownloadError(message)
+    total = sum(m.size for m in selected if m.kind in ("file", "hardlink"))
+    if total > max_total_bytes:
+        message = (
+            f"Expected at most max_total_bytes={max_total_bytes} bytes to extract. Received: the members of "
+            f"{str(archive)!r} to extract declare {total} bytes; nothing was extracted."
+        )
+        raise DownloadError(message)
+
+
+def _copy_member(archive: Path, member: _Member, temp: str) -> None:
+    written = 0
+    with member.opener() as reader, open(temp, "wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            written += len(chunk)
+            if written > member.size:
+                message = (
+                    f"Expected member {member.name!r} of {str(archive)!r} to hold its declared {member.size} "
+                    f"bytes. Received: more bytes than declared"
+                )
+                raise DownloadError(message)
+            writer.write(chunk)
+
+
+def _extract(archive: Path, root: str, selected: list[_Member], finals: dict[int, str]) -> None:
+    os.makedirs(root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".extracting-", dir=root)
+    extracted = skipped = 0
+    try:
+        for index, member in enumerate(selected):
+            final = finals[id(member)]
+            if member.kind == "dir":
+                os.makedirs(final, exist_ok=True)
+                continue
+            if member.kind == "symlink":
+                if os.path.islink(final) and os.readlink(final) == member.linkname:
+                    skipped += 1
+                    continue
+            elif os.path.isfile(final) and not os.path.islink(final) and os.path.getsize(final) == member.size:
+                skipped += 1
+                continue
+            parent = os.path.dirname(final)
+            os.makedirs(parent, exist_ok=True)
+            if not _inside(root, os.path.realpath(parent)):
+                raise _refuse(archive, member.name, "goes through a link to outside the target folder", before=False)
+            temp = os.path.join(staging, str(index))
+            if member.kind == "symlink":
+                pointed = os.path.realpath(os.path.join(parent, member.linkname))
+                if not _inside(root, pointed):
+                    raise _refuse(archive, member.name, f"is a symbolic link resolving to {pointed!r}", before=False)
+                os.symlink(member.linkname, temp)
+            else:
+                _copy_member(archive, member, temp)
+            os.replace(temp, final)
+            extracted += 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Extracted %d member(s) of %s into %s (%d already there)", extracted, archive, root, skipped)
+
+
+def extract_archive(
+    archive: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    members: Iterable[str] | None = None,
+    max_total_bytes: int = 16 * 2**30,
+    max_ratio: float = 200.0,
+) -> Path:
+    """Extract a zip or tar archive (plain, gzip, bzip2 or xz) safely into a folder.
+
+    The format is told by content. Before anything is written, the whole
+    archive is checked and refused when a member to extract would land outside
+    ``target`` (an absolute path, ``..``), when a tar link points outside it
+    (or is absolute), when a tar member is a device file or FIFO (tarfile's
+    ``"data"`` filter is applied too where Python has it), or when the archive
+    looks like a zip bomb: its declared uncompressed size over its size on disk
+    above ``max_ratio`` (and, for zip members of 1 MiB or more, a member's own
+    ratio), or the members to extract declaring more than ``max_total_bytes``.
+
+    Each member is written to a temporary name in a staging folder inside
+    ``target``, then moved to its final name with ``os.replace``: a file under
+    its final name is always complete. Members already extracted with the
+    right size are skipped, so calling it again is cheap.
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        The zip or tar file.
+    target : str or os.PathLike
+        The folder to extract into (created if missing). Other files in it are
+        left alone.
+    members : iterable of str, optional
+        Member names, exactly as the archive lists them, to extract instead of
+        all members.
+    max_total_bytes : int, default 16 GiB
+        Most bytes the members to extract may declare.
+    max_ratio : float, default 200.0
+        Most the archive may expand (declared uncompressed size over compressed size).
+
+    Returns
+    -------
+    pathlib.Path
+        ``target``.
+
+    Raises
+    ------
+    cxrclassify.exceptions.DownloadError
+        If the archive is neither zip nor tar, a name in ``members`` is not in
+        it, or it is refused as unsafe (the message names the archive and the
+        member); nothing is extracted then.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, zipfile
+    >>> from cxrclassify._download import extract_archive
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(folder / "data.zip", "w") as zipped:
+    ...     zipped.writestr("data/NORMAL/a.jpeg", b"a")
+    ...     zipped.writestr("data/PNEUMONIA/b.jpeg", b"bb")
+    >>> target = extract_archive(folder / "data.zip", folder / "out", members=["data/PNEUMONIA/b.jpeg"])
+    >>> sorted(p.relative_to(target).as_posix() for p in target.rglob("*.jpeg"))
+    ['data/PNEUMONIA/b.jpeg']
+    """
+    archive = Path(archive)
+    target = Path(target)
+    if not archive.is_file():
+        message = f"Expected an archive file. Received: {str(archive)!r}, which is not a file"
+        raise DownloadError(message)
+    target.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(target)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zipped:
+            _extract_from(archive, root, _zip_members(zipped), members, max_total_bytes, max_ratio)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive, "r:*") as tarred:
+            _extract_from(archive, root, _tar_members(archive, tarred), members, max_total_bytes, max_ratio)
+    else:
+        message = f"Expected a zip or tar (.gz, .bz2, .xz) archive. Received: {str(archive)!r}, which is neither"
+        raise DownloadError(message)
+    return target
+
+
+def _extract_from(
+    archive: Path,
+    root: str,
+    everything: list[_Member],
+    wanted: Iterable[str] | None,
+    max_total_bytes: int,
+    max_ratio: float,
+) -> None:
+    selected = _select(archive, everything, wanted)
+    finals = _check_members(archive, root, selected)
+    _check_sizes(archive, everything, selected, max_total_bytes, max_ratio)
+    _extract(archive, root, selected, finals)
