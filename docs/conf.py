@@ -85,27 +85,31 @@ html_static_path: list[str] = []
 html_title = f"cxrclassify {release}"
 
 
-# -- Top-level aliases -------------------------------------------------------
+# -- Re-exported aliases ------------------------------------------------------
 #
 # The public API is re-exported from ``cxrclassify`` (``cxrclassify.train`` is
-# ``cxrclassify.training.train``), but each object is documented once, at its
-# module. Docstrings refer to either name; this resolves a reference to a
-# top-level alias to the object documented under its module.
+# ``cxrclassify.training.train``) and from subpackages
+# (``cxrclassify.datasets.ieee8023_records`` is
+# ``cxrclassify.datasets.ieee8023.ieee8023_records``), but each object is
+# documented once, at one module. Docstrings refer to any of these names; this
+# resolves a reference to a name in a module's ``__all__`` to the same object
+# documented under another module.
 
 
 def _resolve_top_level_alias(app, env, node, contnode):
     if node.get("refdomain") != "py":
         return None
     target = node.get("reftarget", "")
-    if not target.startswith("cxrclassify.") or target.count(".") != 1:
+    package_name, _, name = target.rpartition(".")
+    if not (package_name == "cxrclassify" or package_name.startswith("cxrclassify.")):
         return None
-    name = target.split(".", 1)[1]
-    if name not in getattr(cxrclassify, "__all__", ()):
+    package = sys.modules.get(package_name)
+    if package is None or name not in getattr(package, "__all__", ()):
         return None
-    obj = getattr(cxrclassify, name, None)
+    obj = getattr(package, name, None)
     domain = env.get_domain("py")
     for fullname in domain.objects:
-        if not fullname.startswith("cxrclassify.") or fullname.rsplit(".", 1)[-1] != name:
+        if fullname == target or not fullname.startswith("cxrclassify.") or fullname.rsplit(".", 1)[-1] != name:
             continue
         module_name, _, attribute = fullname.rpartition(".")
         module = sys.modules.get(module_name)

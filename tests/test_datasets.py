@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -81,7 +83,8 @@ def test_manifest_round_trip(tmp_path, class_folder):
     data = cxrclassify.load_datasets(class_folder, image_size=8, progress=False)
     rows = read_manifest(data.write_manifest(tmp_path / "manifest.csv"))
     assert [row["split"] for row in rows].count("test") == len(data.test)
-    assert {row["path"] for row in rows} == {record.path for _, s in data.items() for record in s.records}
+    paths = {str((tmp_path / row["path"]).resolve()) for row in rows}  # written relative to the manifest
+    assert paths == {str(Path(record.path).resolve()) for _, s in data.items() for record in s.records}
     assert set(rows[0]) == {"path", "label", "patient", "source", "split", "age", "sex", "view"}
 
 
@@ -134,3 +137,21 @@ def test_label_outside_class_names_is_refused(class_folder):
 def test_bad_record_says_what_was_received():
     with pytest.raises(DataError, match="Received: record 0"):
         cxrclassify.load_datasets([("only-a-path",)], progress=False)
+
+
+def test_manifest_with_relative_image_paths_reloads_from_another_folder(tmp_path, rng, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for label in ("a", "b"):
+        for index in range(6):
+            write_image(tmp_path / "xrays" / label / f"{index}.png", rng, size=(12, 12))
+    data = cxrclassify.load_datasets("xrays", image_size=8, progress=False)
+    manifest = data.write_manifest(tmp_path / "out" / "split.csv")
+    monkeypatch.chdir(tmp_path / "out")
+    again = cxrclassify.load_datasets(manifest, image_size=8, progress=False)
+    assert len(again.train) == len(data.train) and again.test.labels.tolist() == data.test.labels.tolist()
+
+
+def test_tiny_dataset_splits_without_a_scikit_learn_error(tmp_path, rng):
+    records = [(str(write_image(tmp_path / f"{i}.png", rng, size=(8, 8))), "ab"[i % 2], f"p{i}") for i in range(18)]
+    data = cxrclassify.load_datasets(records, image_size=8, progress=False)
+    assert len(data.train) + len(data.validation) + len(data.test) == 18 and len(data.test) >= 2

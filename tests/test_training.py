@@ -39,6 +39,7 @@ def test_history_has_training_and_validation_curves(rng):
     assert history["loss"][-1] < history["loss"][0]
     assert model.class_names == ["dark", "bright"]
     assert model.metadata["training"]["cached_features"] is True
+    assert len(model.metadata["training"]["data_manifest_sha256"]) == 64
 
 
 def test_cached_head_predicts_as_the_full_model(rng):

@@ -18,7 +18,15 @@ from .evaluation import Evaluation, evaluate
 from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
 from .explain import grad_cam, overlay_heatmap, save_gradcam_overlay
 from .inference import Predictions, predict
-from .models import CxrClassifier, build_model, list_models, load_model, register_model
+from .models import (
+    CxrClassifier,
+    build_model,
+    list_models,
+    list_pretrained,
+    load_model,
+    load_pretrained,
+    register_model,
+)
 from .plots import plot_confusion_matrix, plot_history
 from .training import train
 
@@ -42,8 +50,10 @@ __all__ = [
     "evaluate",
     "grad_cam",
     "list_models",
+    "list_pretrained",
     "load_datasets",
     "load_model",
+    "load_pretrained",
     "overlay_heatmap",
     "plot_confusion_matrix",
     "plot_history",

@@ -72,6 +72,7 @@ _META_SUFFIX = ".meta.json"
 _LOCK_SUFFIX = ".lock"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHA1 = re.compile(r"[0-9a-f]{40}")
+_MD5 = re.compile(r"[0-9a-f]{32}")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Members of at least this size are also checked one by one against ``max_ratio`` (zip only).
 _MEMBER_RATIO_FLOOR = 1 << 20
@@ -103,7 +104,7 @@ def _normalise_hash(value: str, pattern: re.Pattern[str], what: str, field: str)
     if text.startswith(f"{what}:"):
         text = text[len(what) + 1 :]
     if not pattern.fullmatch(text):
-        digits = 64 if pattern is _SHA256 else 40
+        digits = {_SHA256: 64, _SHA1: 40, _MD5: 32}[pattern]
         message = f"Expected {field} to be a {digits}-character hexadecimal {what}. Received: {value!r}"
         raise DataError(message)
     return text
@@ -130,6 +131,9 @@ class RemoteFile:
     git_blob_sha1 : str, optional
         Git's blob hash of the content, ``sha1(b"blob <size>\\0" + content)``
         (what ``git hash-object`` prints); used when ``sha256`` is unknown.
+    md5 : str, optional
+        MD5 of the content, the hash Keras records for its applications' weights;
+        used only when neither of the above is known.
 
     Raises
     ------
@@ -151,6 +155,7 @@ class RemoteFile:
     size: int | None = None
     sha256: str | None = None
     git_blob_sha1: str | None = None
+    md5: str | None = None
 
     def __post_init__(self) -> None:
         _check_relative_path(self.name, "name")
@@ -164,6 +169,8 @@ class RemoteFile:
         if self.git_blob_sha1 is not None:
             value = _normalise_hash(self.git_blob_sha1, _SHA1, "sha1", "git_blob_sha1")
             object.__setattr__(self, "git_blob_sha1", value)
+        if self.md5 is not None:
+            object.__setattr__(self, "md5", _normalise_hash(self.md5, _MD5, "md5", "md5"))
 
 
 # --------------------------------------------------------------------------- the cache folder
@@ -282,22 +289,19 @@ def clear_data_home(data_home: str | os.PathLike[str] | None = None) -> None:
 # --------------------------------------------------------------------------- hashes
 
 
-def _digests(path: Path, *, git: bool = False) -> dict[str, str]:
-    """sha256 (and git's blob SHA-1 when ``git``) of a file, in one pass."""
-    sha256 = hashlib.sha256()
-    sha1 = None
-    if git:
-        sha1 = hashlib.sha1(usedforsecurity=False)
-        sha1.update(b"blob %d\0" % path.stat().st_size)
+def _digests(path: Path, *, extra: str | None = None) -> dict[str, str]:
+    """sha256 of a file, and the ``extra`` hash (``"git_blob_sha1"`` or ``"md5"``) in the same pass."""
+    hashers = {"sha256": hashlib.sha256()}
+    if extra == "git_blob_sha1":
+        hashers[extra] = hashlib.sha1(usedforsecurity=False)
+        hashers[extra].update(b"blob %d\0" % path.stat().st_size)
+    elif extra == "md5":
+        hashers[extra] = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
-            sha256.update(chunk)
-            if sha1 is not None:
-                sha1.update(chunk)
-    found = {"sha256": sha256.hexdigest()}
-    if sha1 is not None:
-        found["git_blob_sha1"] = sha1.hexdigest()
-    return found
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {kind: hasher.hexdigest() for kind, hasher in hashers.items()}
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -347,7 +351,7 @@ def git_blob_sha1(path: str | os.PathLike[str]) -> str:
     >>> git_blob_sha1(path)
     'ce013625030ba8dba906f756967f9e9ca394464a'
     """
-    return _digests(Path(path), git=True)["git_blob_sha1"]
+    return _digests(Path(path), extra="git_blob_sha1")["git_blob_sha1"]
 
 
 # --------------------------------------------------------------------------- fetch: helpers
@@ -355,7 +359,7 @@ def git_blob_sha1(path: str | os.PathLike[str]) -> str:
 
 @dataclass(frozen=True)
 class _Expected:
-    """What a file must match: a hash (``kind`` is ``"sha256"`` or ``"git_blob_sha1"``) and/or a size."""
+    """What a file must match: a hash (``kind``: ``"sha256"``, ``"git_blob_sha1"`` or ``"md5"``) and/or a size."""
 
     kind: str | None
     value: str | None
@@ -375,6 +379,8 @@ def _expectation(remote: RemoteFile, known_hashes: Mapping[str, str] | None) -> 
         return _Expected("sha256", remote.sha256, remote.size, "record")
     if remote.git_blob_sha1:
         return _Expected("git_blob_sha1", remote.git_blob_sha1, remote.size, "record")
+    if remote.md5:
+        return _Expected("md5", remote.md5, remote.size, "record")
     return _Expected(None, None, remote.size, "none")
 
 
@@ -483,7 +489,7 @@ def _verify_cached(dest: Path, expected: _Expected) -> _Verdict:
         return _Verdict(False, detail=f"size {info.st_size} bytes, expected {expected.size}")
     meta = _read_meta(Path(str(dest) + _META_SUFFIX)) or {}
     url = str(meta.get("url", ""))
-    found = _digests(dest, git=expected.kind == "git_blob_sha1")
+    found = _digests(dest, extra=expected.kind)
     if expected.kind is not None:
         if found[expected.kind] != expected.value:
             return _Verdict(False, detail=f"{expected.kind} {found[expected.kind]}, expected {expected.value}")
@@ -875,7 +881,7 @@ def _fetch_locked(
 
 def _check_part(part: Path, expected: _Expected) -> tuple[str, dict[str, str]]:
     """Hash the download; return a description of what does not match (empty when all does) and the digests."""
-    found = _digests(part, git=expected.kind == "git_blob_sha1")
+    found = _digests(part, extra=expected.kind)
     size = part.stat().st_size
     problems = []
     if expected.kind is not None and found[expected.kind] != expected.value:

@@ -9,6 +9,7 @@ classifier's own head, so the model returned is the full, trained model.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -135,6 +136,7 @@ def train(
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": "adam",
         "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
+        "data_manifest_sha256": _manifest_digest(train_set, validation_set),
     }
     logger.info("Trained %s for %d epochs on %d images", model.arch, epochs, len(train_set))
     return {name: [float(value) for value in values] for name, values in history.history.items()}
@@ -178,6 +180,16 @@ def extract_features(
     if not features:
         return np.zeros((0, *model.head.input_shape[1:]), dtype=np.float32)
     return np.concatenate(features).astype(np.float32, copy=False)
+
+
+def _manifest_digest(train_set: ImageSet, validation_set: ImageSet | None) -> str:
+    """sha256 of what the model was trained on: split, path, label, patient and source of every image."""
+    digest = hashlib.sha256()
+    for split_name, split in (("train", train_set), ("validation", validation_set)):
+        for record in split.records if split is not None else ():
+            fields = (split_name, record.path, record.label, record.group or "", record.source or "")
+            digest.update(("\t".join(fields) + "\n").encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _training_splits(data: DatasetSplits | tuple[ImageSet, ImageSet | None]) -> tuple[ImageSet, ImageSet | None]:

@@ -214,19 +214,37 @@ class DatasetSplits:
         ]
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
-        """Write the split manifest as CSV (path, label, patient, source, split, age, sex, view)."""
+        """Write the split manifest as CSV (path, label, patient, source, split, age, sex, view).
+
+        Image paths are written relative to the manifest's folder, so that the
+        manifest and the images can move together; ``load_datasets(path)``
+        reloads the same split.
+        """
         return write_manifest(self.manifest(), path)
 
 
 def write_manifest(rows: Iterable[dict[str, str]], path: str | os.PathLike[str]) -> Path:
-    """Write manifest rows to a CSV file and return its path."""
+    """Write manifest rows to a CSV file, image paths relative to its folder, and return its path.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify.datasets import read_manifest, write_manifest
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> out = write_manifest([{"path": str(folder / "x" / "a.png"), "label": "normal"}], folder / "m.csv")
+    >>> read_manifest(out)[0]["path"]
+    'x/a.png'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent.resolve()
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({column: row.get(column, "") for column in MANIFEST_COLUMNS})
+            image = Path(row["path"]).resolve()
+            relative = Path(os.path.relpath(image, folder)).as_posix() if image.anchor == folder.anchor else str(image)
+            writer.writerow({**{column: row.get(column, "") for column in MANIFEST_COLUMNS}, "path": relative})
     return path
 
 

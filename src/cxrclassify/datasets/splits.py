@@ -101,7 +101,8 @@ def _hold_out(
     n_splits = max(2, int(round(1.0 / fraction)))
     group_array = np.asarray(groups, dtype=object)[indices]
     n_groups = len(set(group_array.tolist()))
-    n_splits = min(n_splits, n_groups)
+    # scikit-learn refuses more folds than the largest class has members.
+    n_splits = min(n_splits, n_groups, int(np.bincount(labels[indices]).max()))
     if n_splits < 2:
         return indices, indices[:0]
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

@@ -5,8 +5,28 @@ from .classifier import CxrClassifier, build_model
 from .heads import HEADS, build_head
 from .io import load_model
 from .layers import Preprocessing
+from .pretrained import (
+    WEIGHTS_MIRROR_ENV,
+    PretrainedCfg,
+    fetch_pretrained,
+    get_pretrained_cfg,
+    list_pretrained,
+    load_pretrained,
+    model_card,
+    pretrained_cfg_from_file,
+    register_pretrained,
+)
 
 __all__ = [
+    "WEIGHTS_MIRROR_ENV",
+    "PretrainedCfg",
+    "fetch_pretrained",
+    "get_pretrained_cfg",
+    "list_pretrained",
+    "load_pretrained",
+    "model_card",
+    "pretrained_cfg_from_file",
+    "register_pretrained",
     "ArchSpec",
     "CxrClassifier",
     "HEADS",

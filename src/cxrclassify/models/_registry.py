@@ -43,6 +43,11 @@ class ArchSpec:
         Smallest input side the architecture accepts.
     citation : str
         Reference of the architecture.
+    block_pattern : str
+        Regular expression whose first group names the block a layer belongs to
+        (``r"^(block\\d+)_"`` for VGG16), used to fine-tune the top blocks; layers
+        that do not match belong to the block before them. Empty: the base can
+        only be frozen or trained whole.
     """
 
     name: str
@@ -52,6 +57,7 @@ class ArchSpec:
     last_conv_layer: str
     min_input_size: int = 32
     citation: str = ""
+    block_pattern: str = ""
 
     def __post_init__(self) -> None:
         if self.preprocessing not in PREPROCESSING_MODES:
@@ -136,6 +142,7 @@ register_model(
         default_input_size=237,
         last_conv_layer="block5_conv3",
         min_input_size=32,
+        block_pattern=r"^(block\d+)_",
         citation="Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015",
     )
 )
@@ -147,6 +154,7 @@ register_model(
         default_input_size=237,
         last_conv_layer="conv5_block3_out",
         min_input_size=32,
+        block_pattern=r"^(conv\d_block\d+)_",
         citation="He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
     )
 )
@@ -158,6 +166,7 @@ register_model(
         default_input_size=237,
         last_conv_layer="block14_sepconv2_act",
         min_input_size=71,
+        block_pattern=r"^(block\d+)_",
         citation="Chollet, Xception: Deep Learning with Depthwise Separable Convolutions, CVPR 2017",
     )
 )
@@ -169,6 +178,32 @@ register_model(
         default_input_size=224,
         last_conv_layer="out_relu",
         min_input_size=32,
+        block_pattern=r"^(block_\d+)_",
         citation="Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018",
+    )
+)
+register_model(
+    ArchSpec(
+        name="densenet121",
+        constructor=keras.applications.DenseNet121,
+        preprocessing="torch",
+        default_input_size=224,
+        last_conv_layer="relu",
+        min_input_size=32,
+        block_pattern=r"^(conv\d_block\d+)_",
+        citation="Huang et al., Densely Connected Convolutional Networks, CVPR 2017 (CheXNet's base: "
+                 "Rajpurkar et al., arXiv:1711.05225)",
+    )
+)
+register_model(
+    ArchSpec(
+        name="efficientnetb0",
+        constructor=keras.applications.EfficientNetB0,
+        preprocessing="none",  # Keras's EfficientNet rescales and normalises inside the model
+        default_input_size=224,
+        last_conv_layer="top_activation",
+        min_input_size=32,
+        block_pattern=r"^(block\d[a-z])_",
+        citation="Tan & Le, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks, ICML 2019",
     )
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,6 +15,7 @@ from ..exceptions import ModelError, WeightsUnavailableError
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
 from .layers import Preprocessing
+from .pretrained import WEIGHTS_MIRROR_ENV, fetch_pretrained, list_pretrained
 
 __all__ = ["CxrClassifier", "build_model"]
 
@@ -51,8 +53,9 @@ class CxrClassifier(keras.Model):
     base_weights : str or None
         ``"imagenet"``, ``None`` or a path to a weights file for the base. Not part
         of the config: a reloaded classifier gets its weights from the saved file.
-    base_trainable : bool
-        Whether the base's weights are trained (``False``: frozen, as in the paper).
+    base_trainable : bool or int
+        ``False``: the base is frozen (the paper); ``True``: all of it is trained;
+        an int ``n``: only its top ``n`` blocks are (see :meth:`set_trainable_blocks`).
     metadata : dict, optional
         Free-form, JSON-serialisable facts kept with the model (weights used, ...).
     """
@@ -69,7 +72,7 @@ class CxrClassifier(keras.Model):
         head_units: int = 256,
         dropout: float = 0.5,
         base_weights: str | os.PathLike[str] | None = None,
-        base_trainable: bool = False,
+        base_trainable: bool | int = False,
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
@@ -87,7 +90,8 @@ class CxrClassifier(keras.Model):
         self.metadata = dict(metadata or {})
         self.preprocess = Preprocessing(self.preprocessing, name="preprocessing")
         self.base = _construct_base(spec, base_weights, self.image_size)
-        self.base.trainable = bool(base_trainable)
+        self.trainable_blocks: bool | int = False
+        self.set_trainable_blocks(base_trainable)
         feature_shape = tuple(self.base.output.shape[1:])
         self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout)
         self.build((None, self.image_size, self.image_size, 3))
@@ -99,8 +103,34 @@ class CxrClassifier(keras.Model):
 
     @property
     def base_trainable(self) -> bool:
-        """Whether the base network's weights are trained."""
-        return bool(self.base.trainable)
+        """Whether any weight of the base network is trained."""
+        return bool(self.base.trainable_weights)
+
+    @property
+    def blocks(self) -> list[str]:
+        """The base's blocks, bottom to top, as the registry's ``block_pattern`` names them."""
+        return [block for block in dict.fromkeys(_layer_blocks(self.base, self.spec).values()) if block is not None]
+
+    def set_trainable_blocks(self, blocks: bool | int) -> None:
+        """Choose what of the base is trained: nothing, everything, or its top ``blocks`` blocks.
+
+        Batch-normalisation layers stay frozen (and run in inference mode), as is
+        usual when fine-tuning on small data.
+
+        Parameters
+        ----------
+        blocks : bool or int
+            ``False`` or ``0``: frozen; ``True``: all; ``n``: the top ``n`` blocks.
+
+        Examples
+        --------
+        >>> import cxrclassify
+        >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+        >>> model.set_trainable_blocks(1)
+        >>> sorted({layer.name.split("_")[0] for layer in model.base.layers if layer.trainable_weights})
+        ['block5']
+        """
+        self.trainable_blocks = _set_trainable_blocks(self.base, self.spec, blocks)
 
     def build(self, input_shape):
         self.preprocess.build(input_shape)
@@ -131,7 +161,7 @@ class CxrClassifier(keras.Model):
             "head": self.head_kind,
             "head_units": self.head_units,
             "dropout": self.dropout,
-            "base_trainable": self.base_trainable,
+            "base_trainable": self.trainable_blocks,
             "metadata": self.metadata,
         }
 
@@ -152,6 +182,8 @@ def build_model(
     head_units: int = 256,
     dropout: float = 0.5,
     freeze_base: bool = True,
+    trainable_blocks: int | None = None,
+    weights_mirror: str | os.PathLike[str] | None = None,
 ) -> CxrClassifier:
     """Build a transfer-learning classifier: a frozen ImageNet base and a fully connected head.
 
@@ -182,7 +214,17 @@ def build_model(
     dropout : float, default 0.5
         Dropout rate of the head.
     freeze_base : bool, default True
-        Keep the base's weights fixed while training (the paper's setting).
+        Keep the base's weights fixed while training (the paper's setting);
+        ``False`` trains all of it.
+    trainable_blocks : int, optional
+        Train only the base's top ``trainable_blocks`` blocks (fine-tuning);
+        overrides ``freeze_base``. Batch normalisation stays frozen.
+    weights_mirror : str or path, optional
+        A base URL or folder holding the Keras ImageNet files by their names, for
+        offline sites; defaults to the ``CXRCLASSIFY_WEIGHTS_MIRROR`` environment
+        variable. With a mirror, ``weights="imagenet"`` is fetched into the
+        library's cache and verified against the hash Keras records for the file
+        (see :func:`~cxrclassify.models.list_pretrained`).
 
     Returns
     -------
@@ -212,6 +254,17 @@ def build_model(
     TensorShape([2, 3])
     """
     weights_description = "random initialisation" if weights is None else os.fspath(weights)
+    mirror = weights_mirror if weights_mirror is not None else (os.environ.get(WEIGHTS_MIRROR_ENV) or None)
+    if weights == "imagenet" and mirror is not None:
+        name = f"{get_spec(arch).name}.imagenet"
+        if name not in list_pretrained():
+            message = (
+                f"No verifiable ImageNet weights record for {arch!r} to fetch from a mirror. Expected one of "
+                f"{list_pretrained(kind='base')}. Received: weights_mirror={os.fspath(mirror)!r}"
+            )
+            raise ModelError(message)
+        weights = fetch_pretrained(name, mirror=mirror)
+        weights_description = f"imagenet (Keras file {Path(weights).name}, via mirror)"
     return CxrClassifier(
         arch,
         num_classes,
@@ -222,9 +275,64 @@ def build_model(
         head_units=head_units,
         dropout=dropout,
         base_weights=weights,
-        base_trainable=not freeze_base,
-        metadata={"base_weights": weights_description},
+        base_trainable=trainable_blocks if trainable_blocks is not None else not freeze_base,
+        metadata={"base_weights": weights_description, "cxrclassify_version": _library_version()},
     )
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cxrclassify")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        return "unknown"
+
+
+def _layer_blocks(base: keras.Model, spec: ArchSpec) -> dict[str, str | None]:
+    """The block of each layer of ``base``: the last block named by ``spec.block_pattern`` so far."""
+    pattern = re.compile(spec.block_pattern) if spec.block_pattern else None
+    blocks: dict[str, str | None] = {}
+    current = None
+    for layer in base.layers:
+        match = pattern.match(layer.name) if pattern else None
+        current = match.group(1) if match else current
+        blocks[layer.name] = current
+    return blocks
+
+
+def _set_trainable_blocks(base: keras.Model, spec: ArchSpec, blocks: bool | int) -> bool | int:
+    if isinstance(blocks, bool) or blocks == 0:
+        base.trainable = bool(blocks)
+        if blocks:
+            _freeze_batch_norm(base)
+        return bool(blocks)
+    if not isinstance(blocks, int) or blocks < 0:
+        message = f"Expected a bool or a non-negative number of blocks. Received: blocks={blocks!r}"
+        raise ValueError(message)
+    layer_blocks = _layer_blocks(base, spec)
+    ordered = [block for block in dict.fromkeys(layer_blocks.values()) if block is not None]
+    if not ordered:
+        message = (
+            f"Architecture {spec.name!r} names no blocks (its ArchSpec has no block_pattern): it can be frozen "
+            f"or trained whole. Received: blocks={blocks}"
+        )
+        raise ValueError(message)
+    if blocks > len(ordered):
+        message = f"{spec.name!r} has {len(ordered)} blocks. Received: blocks={blocks}"
+        raise ValueError(message)
+    top = set(ordered[len(ordered) - blocks:])
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = layer_blocks[layer.name] in top
+    _freeze_batch_norm(base)
+    return blocks
+
+
+def _freeze_batch_norm(base: keras.Model) -> None:
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
 
 
 def _check_num_classes(num_classes: int) -> int:
