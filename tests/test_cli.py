@@ -55,3 +55,28 @@ def test_version(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert cxrclassify.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_reproduce_writes_a_self_contained_report(shared_data, tmp_path):
+    out = tmp_path / "paper"
+    code = cli.main(["reproduce", "--out", str(out), "--archs", "vgg16,mobilenetv2", "--weights", "none",
+                     "--mirror", str(shared_data), "--no-verify", "--data-home", str(tmp_path / "home"),
+                     "--epochs", "2", "--image-size", "32", "--counts", "20,10,10"])
+    assert code == 0
+    html = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    assert "data:image/png;base64," in html and "<img" in html  # figures embedded
+    for text in (html, markdown):
+        assert "vgg16" in text and "mobilenetv2" in text and "97.3% (90.8% to 99.3%), 73 of 75" in text
+        assert "95% CI" in text and "not a diagnostic device" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"vgg16", "mobilenetv2"} and metrics["versions"]["tensorflow"]
+    assert metrics["models"]["vgg16"]["n_images"] == metrics["models"]["mobilenetv2"]["n_images"]
+    assert (out / "split_manifest.csv").read_text().count("\n") == 41
+
+
+def test_weights_option_parsing():
+    assert cli._parse_weights(None) == "imagenet"
+    assert cli._parse_weights(["none"]) is None
+    assert cli._parse_weights(["vgg16=a.h5", "resnet50=none"]) == {"vgg16": "a.h5", "resnet50": None}

@@ -69,7 +69,64 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: %(default)s)")
     demo.add_argument("--save-model", action="store_true", help="also save the trained model as model.keras")
     demo.set_defaults(handler=_demo_command)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="reproduce Soares & Soares (2020): soares2020 composite, VGG-16, ResNet50, Xception, report",
+        description=(
+            "Build the soares2020 composite (fetched from its sources or --mirror), train each architecture with "
+            "the paper's settings on the same patient-level split, evaluate each on the same test images and "
+            "write report.html / report.md with metrics and confidence intervals beside the paper's numbers."
+        ),
+    )
+    reproduce.add_argument("--out", type=Path, default=Path("cxrclassify-reproduce"), help="output folder")
+    reproduce.add_argument("--archs", default="vgg16,resnet50,xception", help="comma-separated architectures")
+    reproduce.add_argument(
+        "--weights", action="append", default=None, metavar="[ARCH=]WEIGHTS",
+        help="'imagenet' (default), 'none', or a .weights.h5 path; ARCH=... sets one architecture's "
+             "(repeatable); architectures not named get random initialisation once any ARCH= is given",
+    )
+    reproduce.add_argument("--mirror", default=None, help="base URL or folder replacing the upstream hosts")
+    reproduce.add_argument("--no-verify", action="store_true",
+                           help="do not verify checksums (needed for a mirror of modified, e.g. downscaled, files)")
+    reproduce.add_argument("--data-home", default=None, help="cache folder (default: CXRCLASSIFY_HOME or user cache)")
+    reproduce.add_argument("--epochs", type=int, default=80)
+    reproduce.add_argument("--image-size", type=int, default=237)
+    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--counts", default=None, metavar="COVID,NORMAL,PNEUMONIA",
+                           help="images per class (default: the paper's 175,100,100)")
+    reproduce.set_defaults(handler=_reproduce_command)
     return parser
+
+
+def _parse_weights(values: Sequence[str] | None) -> dict[str, str | None] | str | None:
+    """``["imagenet"]`` -> "imagenet"; ``["vgg16=a.h5", "resnet50=none"]`` -> {"vgg16": "a.h5", "resnet50": None}."""
+    if not values:
+        return "imagenet"
+    per_arch: dict[str, str | None] = {}
+    for value in values:
+        arch, separator, weights = value.partition("=")
+        if not separator:
+            return None if value.lower() == "none" else value
+        per_arch[arch.strip().lower()] = None if weights.lower() == "none" else weights
+    return per_arch
+
+
+def _reproduce_command(arguments: argparse.Namespace) -> int:
+    from .report import reproduce
+
+    counts = None
+    if arguments.counts:
+        covid, normal, pneumonia = (int(value) for value in arguments.counts.split(","))
+        counts = {"n_covid19": covid, "n_normal": normal, "n_pneumonia": pneumonia}
+    report = reproduce(
+        arguments.out, archs=[arch.strip() for arch in arguments.archs.split(",") if arch.strip()],
+        weights=_parse_weights(arguments.weights), mirror=arguments.mirror, verify=not arguments.no_verify,
+        data_home=arguments.data_home, epochs=arguments.epochs, image_size=arguments.image_size,
+        seed=arguments.seed, counts=counts,
+    )
+    logger.info("Wrote %s and %s", report, report.with_suffix(".md"))
+    return 0
 
 
 def _demo_command(arguments: argparse.Namespace) -> int:

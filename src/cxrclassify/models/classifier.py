@@ -58,6 +58,8 @@ class CxrClassifier(keras.Model):
         an int ``n``: only its top ``n`` blocks are (see :meth:`set_trainable_blocks`).
     metadata : dict, optional
         Free-form, JSON-serialisable facts kept with the model (weights used, ...).
+    temperature : float, default 1.0
+        Logits are divided by it before the softmax (temperature scaling; 1.0 changes nothing).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class CxrClassifier(keras.Model):
         base_weights: str | os.PathLike[str] | None = None,
         base_trainable: bool | int = False,
         metadata: dict[str, Any] | None = None,
+        temperature: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -88,6 +91,7 @@ class CxrClassifier(keras.Model):
         self.head_units = int(head_units)
         self.dropout = float(dropout)
         self.metadata = dict(metadata or {})
+        self._temperature = _check_temperature(temperature)
         self.preprocess = Preprocessing(self.preprocessing, name="preprocessing")
         self.base = _construct_base(spec, base_weights, self.image_size)
         self.trainable_blocks: bool | int = False
@@ -100,6 +104,17 @@ class CxrClassifier(keras.Model):
     def spec(self) -> ArchSpec:
         """The registry entry of this classifier's architecture."""
         return get_spec(self.arch)
+
+    @property
+    def temperature(self) -> float:
+        """Divisor of the logits before the softmax (set by temperature scaling)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self._temperature = _check_temperature(value)
+        # Compiled predict functions hold the old value as a constant: rebuild them.
+        self.predict_function = None
 
     @property
     def base_trainable(self) -> bool:
@@ -145,7 +160,10 @@ class CxrClassifier(keras.Model):
         return self.head(self.features(images), training=training)
 
     def call(self, inputs, training: bool = False):
-        return ops.softmax(self.logits(inputs, training=training), axis=-1)
+        logits = self.logits(inputs, training=training)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return ops.softmax(logits, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -163,6 +181,7 @@ class CxrClassifier(keras.Model):
             "dropout": self.dropout,
             "base_trainable": self.trainable_blocks,
             "metadata": self.metadata,
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -333,6 +352,13 @@ def _freeze_batch_norm(base: keras.Model) -> None:
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
+
+
+def _check_temperature(temperature: float) -> float:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        message = f"Expected a positive temperature. Received: temperature={temperature!r}"
+        raise ValueError(message)
+    return float(temperature)
 
 
 def _check_num_classes(num_classes: int) -> int:

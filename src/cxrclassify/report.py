@@ -1,0 +1,263 @@
+"""``reproduce``: the seed paper end to end, and its self-contained report (HTML and Markdown).
+
+Builds the ``soares2020`` composite, trains VGG-16, ResNet50 and Xception with
+the paper's settings on the same patient-level split, evaluates each on the
+same test images and writes a report with the figures, a table of each model's
+metrics with confidence intervals beside the paper's number, the split
+manifest, and the versions and settings used. Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import cxrclassify as cx
+from cxrclassify.evaluation import wilson_interval
+
+__all__ = ["PAPER_RESULTS", "ModelResult", "reproduce", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+#: What Soares & Soares (2020) report for their best model on their image-level split.
+PAPER_RESULTS = {"vgg16": {"accuracy": 0.973, "n_correct": 73, "n_images": 75}}
+
+_CAVEAT = (
+    "The composite puts adult COVID-19 X-rays (ieee8023, many hospitals) against pediatric normal and "
+    "pneumonia X-rays (Kermany, one hospital in Guangzhou). A model can separate these classes by age, "
+    "hospital and image processing without looking at the disease (DeGrave et al., Nature Machine "
+    "Intelligence 3:610-619, 2021): a high score here is no evidence of clinical performance. "
+    "cxrclassify is not a diagnostic device."
+)
+
+
+@dataclass
+class ModelResult:
+    """One architecture's run: its settings, history, evaluation and figures."""
+
+    arch: str
+    weights: str
+    seconds: float
+    history: dict[str, list[float]]
+    evaluation: Any
+    figures: dict[str, Path] = field(default_factory=dict)
+
+
+def reproduce(
+    out: str | os.PathLike[str],
+    *,
+    archs: Sequence[str] = ("vgg16", "resnet50", "xception"),
+    weights: Mapping[str, str | None] | str | None = "imagenet",
+    mirror: str | os.PathLike[str] | None = None,
+    verify: bool = True,
+    data_home: str | os.PathLike[str] | None = None,
+    epochs: int = 80,
+    batch_size: int = 15,
+    learning_rate: float = 1e-3,
+    image_size: int = 237,
+    seed: int = 0,
+    counts: Mapping[str, int] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Reproduce Soares & Soares (2020) and write the report; returns the report's HTML path.
+
+    Parameters
+    ----------
+    out : path
+        Output folder (report.html, report.md, metrics.json, split_manifest.csv, figures/).
+    archs : sequence of str, default ("vgg16", "resnet50", "xception")
+        The architectures trained, each on the same split.
+    weights : "imagenet", None, a path, or a mapping arch -> any of these
+        Base weights per architecture; a mapping lets each have its own file (offline).
+        Architectures missing from a mapping use random initialisation, and the
+        report says so.
+    mirror, verify, data_home
+        Where the data come from (see :func:`cxrclassify.datasets.load_datasets`).
+    epochs, batch_size, learning_rate
+        The paper's 80, 15 and 0.001 by default.
+    image_size : int, default 237
+        The paper's input size.
+    seed : int, default 0
+        Seed of the draw, the split and the training.
+    counts : mapping, optional
+        ``{"n_covid19": ..., "n_normal": ..., "n_pneumonia": ...}``; the paper's 175/100/100 by default.
+    progress : bool, default True
+        Show progress bars.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out / "report.html"``.
+
+    Examples
+    --------
+    >>> from cxrclassify.report import reproduce
+    >>> reproduce("paper-run", mirror="../shared/data", verify=False,
+    ...           weights={"vgg16": "vgg16_notop.weights.h5"})  # doctest: +SKIP
+    """
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    data = cx.load_datasets("soares2020", image_size=image_size, seed=seed, mirror=mirror, verify=verify,
+                            data_home=data_home, progress=progress, **dict(counts or {}))
+    data.write_manifest(out / "split_manifest.csv")
+    settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": "adam",
+                "loss": "categorical cross-entropy", "image_size": image_size, "seed": seed,
+                "split": "80/10/10 stratified by class, grouped by patient", "counts": dict(counts or {}),
+                "mirror": None if mirror is None else os.fspath(mirror), "verify": verify}
+    results = [
+        _run_architecture(arch, _weights_for(weights, arch), data, out / "figures", epochs=epochs,
+                          batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress)
+        for arch in archs
+    ]
+    return write_report(out, data, results, settings)
+
+
+def _weights_for(weights: Mapping[str, str | None] | str | None, arch: str) -> str | None:
+    if isinstance(weights, Mapping):
+        return weights.get(arch)
+    return weights
+
+
+def _run_architecture(arch, weights, data, figures: Path, *, epochs, batch_size, learning_rate, seed, progress):
+    image_size = int(data.train.images.shape[1])
+    started = time.perf_counter()
+    try:
+        model = cx.build_model(arch, len(data.class_names), weights=weights, class_names=data.class_names,
+                               image_size=image_size)
+        described = "random initialisation" if weights is None else os.fspath(weights)
+    except cx.WeightsUnavailableError as error:
+        logger.warning("%s: ImageNet weights unavailable (%s); training on a randomly initialised base.", arch, error)
+        model = cx.build_model(arch, len(data.class_names), weights=None, class_names=data.class_names,
+                               image_size=image_size)
+        described = "random initialisation (ImageNet weights unavailable)"
+    history = cx.train(model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                       progress=progress)
+    evaluation = cx.evaluate(model, data.test)
+    figures.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "training curves": cx.plot_history(history, figures / f"{arch}_training_curves.png"),
+        "confusion matrix": cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names,
+                                                     figures / f"{arch}_confusion_matrix.png"),
+    }
+    return ModelResult(arch, described, round(time.perf_counter() - started, 1), history, evaluation, paths)
+
+
+def write_report(out: Path, data, results: Sequence[ModelResult], settings: Mapping[str, Any]) -> Path:
+    """Write report.md, report.html (figures embedded) and metrics.json under ``out``; return the HTML path.
+
+    Examples
+    --------
+    >>> from cxrclassify.report import write_report
+    >>> html_path = write_report(out_dir, data, results, settings)  # doctest: +SKIP
+    """
+    versions = _versions()
+    metrics = {result.arch: {**result.evaluation.to_dict(), "weights": result.weights, "seconds": result.seconds}
+               for result in results}
+    (out / "metrics.json").write_text(json.dumps({"settings": settings, "versions": versions, "models": metrics},
+                                                 indent=2, default=str), encoding="utf-8")
+    sections = _sections(data, results, settings, versions)
+    (out / "report.md").write_text(_markdown(sections), encoding="utf-8")
+    html_path = out / "report.html"
+    html_path.write_text(_html(sections), encoding="utf-8")
+    return html_path
+
+
+def _percent_ci(value: float, interval: Sequence[float]) -> str:
+    return f"{value:.1%} ({interval[0]:.1%} to {interval[1]:.1%})"
+
+
+def _sections(data, results, settings, versions) -> list[tuple[str, list[Any]]]:
+    """The report as (title, blocks); a block is a paragraph, a table (list of rows) or a figure path."""
+    counts = {name: int(sum(split.class_counts()[name] for _, split in data.items())) for name in data.class_names}
+    split_rows = [["split", *data.class_names, "patients"]] + [
+        [name, *(str(split.class_counts()[c]) for c in data.class_names), str(len(set(split.groups)))]
+        for name, split in data.items()
+    ]
+    table = [["model", "base weights", "test accuracy (95% CI)", "correct / images", "paper"]]
+    for result in results:
+        evaluation = result.evaluation
+        paper = PAPER_RESULTS.get(result.arch)
+        paper_text = (
+            f"{_percent_ci(paper['accuracy'], wilson_interval(paper['n_correct'], paper['n_images']))}, "
+            f"{paper['n_correct']} of {paper['n_images']}, image-level split" if paper else "not reported here"
+        )
+        table.append([result.arch, result.weights, _percent_ci(evaluation.accuracy, evaluation.accuracy_ci),
+                      f"{evaluation.n_correct} / {evaluation.n_images}", paper_text])
+    per_model = []
+    for result in results:
+        per_model += [f"### {result.arch}", f"```\n{result.evaluation.summary()}\n```",
+                      *result.figures.values()]
+    return [
+        ("Reproducing Soares & Soares (2020)", [
+            "Automatic detection of COVID-19 cases on X-ray images using convolutional neural networks, "
+            "Research on Biomedical Engineering (2020), doi:10.1007/s42600-020-00120-5.",
+            f"**Caveat.** {_CAVEAT}",
+        ]),
+        ("Results on the same patient-level test split", [table]),
+        ("Data", [
+            f"The soares2020 composite: {counts}. Every patient is in one split only; the split manifest is "
+            "`split_manifest.csv` (path, label, patient, source, split).", split_rows,
+        ]),
+        ("Models", per_model),
+        ("Settings", [f"```\n{json.dumps(dict(settings), indent=2, default=str)}\n```"]),
+        ("Versions", [f"```\n{json.dumps(versions, indent=2)}\n```"]),
+    ]
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"cxrclassify": cx.__version__, "python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform()}
+
+
+def _markdown(sections) -> str:
+    lines = []
+    for title, blocks in sections:
+        lines += [f"## {title}", ""]
+        for block in blocks:
+            if isinstance(block, Path):
+                lines += [f"![{block.stem}](figures/{block.name})", ""]
+            elif isinstance(block, list):
+                lines += ["| " + " | ".join(block[0]) + " |", "|" + "---|" * len(block[0])]
+                lines += ["| " + " | ".join(row) + " |" for row in block[1:]] + [""]
+            else:
+                lines += [block, ""]
+    return "\n".join(lines)
+
+
+def _html(sections) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>cxrclassify: reproducing Soares & Soares "
+             "(2020)</title><style>body{font-family:sans-serif;max-width:980px;margin:auto}table{border-collapse:"
+             "collapse}td,th{border:1px solid #ccc;padding:4px 8px}pre{background:#f6f6f6;padding:8px}</style>"
+             "</head><body>"]
+    for title, blocks in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        for block in blocks:
+            if isinstance(block, Path):
+                encoded = base64.b64encode(block.read_bytes()).decode("ascii")
+                parts.append(f"<p><img alt='{html.escape(block.stem)}' style='max-width:100%' "
+                             f"src='data:image/png;base64,{encoded}'></p>")
+            elif isinstance(block, list):
+                header = "".join(f"<th>{html.escape(cell)}</th>" for cell in block[0])
+                rows = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+                               for row in block[1:])
+                parts.append(f"<table><tr>{header}</tr>{rows}</table>")
+            elif block.startswith("```"):
+                parts.append(f"<pre>{html.escape(block.strip('`').strip())}</pre>")
+            elif block.startswith("### "):
+                parts.append(f"<h3>{html.escape(block[4:])}</h3>")
+            else:
+                parts.append(f"<p>{html.escape(block).replace('**', '')}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
