@@ -3,7 +3,7 @@
 from ._registry import PREPROCESSING_MODES, ArchSpec, get_spec, list_models, register_model
 from .classifier import CxrClassifier, build_model
 from .heads import HEADS, build_head
-from .io import load_model
+from .io import export_savedmodel, export_tflite, load_model, read_export_metadata, savedmodel_predict, tflite_predict
 from .layers import Preprocessing
 from .pretrained import (
     WEIGHTS_MIRROR_ENV,
@@ -37,5 +37,10 @@ __all__ = [
     "get_spec",
     "list_models",
     "load_model",
+    "export_savedmodel",
+    "export_tflite",
+    "read_export_metadata",
+    "savedmodel_predict",
+    "tflite_predict",
     "register_model",
 ]
