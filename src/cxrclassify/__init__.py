@@ -14,7 +14,7 @@ Not a diagnostic device: see the documentation on what the numbers do and do not
 from importlib.metadata import PackageNotFoundError, version
 
 from .datasets import load_datasets
-from .evaluation import Evaluation, evaluate
+from .evaluation import Evaluation, calibrate, evaluate, evaluate_predictions, fit_temperature
 from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
 from .explain import grad_cam, overlay_heatmap, save_gradcam_overlay
 from .inference import Predictions, predict
@@ -27,7 +27,13 @@ from .models import (
     load_pretrained,
     register_model,
 )
-from .plots import plot_confusion_matrix, plot_history
+from .plots import (
+    plot_confusion_matrix,
+    plot_history,
+    plot_reliability_diagram,
+    plot_roc_curves,
+    save_evaluation_figures,
+)
 from .training import train
 
 try:
@@ -47,7 +53,10 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "build_model",
+    "calibrate",
     "evaluate",
+    "evaluate_predictions",
+    "fit_temperature",
     "grad_cam",
     "list_models",
     "list_pretrained",
@@ -57,8 +66,11 @@ __all__ = [
     "overlay_heatmap",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_reliability_diagram",
+    "plot_roc_curves",
     "predict",
     "register_model",
+    "save_evaluation_figures",
     "save_gradcam_overlay",
     "train",
 ]

@@ -172,11 +172,7 @@ def run_demo(
     history = cx.train(model, data, epochs=epochs, seed=seed)
     evaluation = cx.evaluate(model, data.test)
 
-    cx.plot_history(history, out / "training_curves.png")
-    cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names, out / "confusion_matrix.png")
-    cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names,
-                             out / "confusion_matrix_normalized.png", normalize=True,
-                             title="Confusion matrix (share of each true class)")
+    figures = cx.save_evaluation_figures(evaluation, out, history=history, formats=("png",))
     overlays = _write_gradcam_overlays(cx, model, data.test, evaluation.predictions, out / "gradcam")
     if save_model:
         model.save(out / "model.keras")
@@ -190,7 +186,7 @@ def run_demo(
         f"{metrics['seconds']} s",
         evaluation.summary(),
         "A 48-image sample cannot show that a model works: see the docs on the age/source shortcut.",
-        f"Wrote {out}/: training_curves.png, confusion_matrix.png, confusion_matrix_normalized.png, "
+        f"Wrote {out}/: {', '.join(path.name for path in figures)}, "
         f"gradcam/ ({len(overlays)} overlays), metrics.json, split_manifest.csv"
         + (", model.keras" if save_model else ""),
     ])

@@ -1,19 +1,33 @@
-"""Figures: training curves and confusion matrices, written as PNG files.
+"""Figures: training curves, confusion matrices, ROC curves and reliability diagrams.
 
 Figures are made with :class:`matplotlib.figure.Figure` directly, not through
-``pyplot``, so the library never touches a user's global plotting state.
+``pyplot``, so the library never touches a user's global plotting state. The
+suffix of each path chooses the format (``.png``, ``.svg``, ``.pdf``...);
+:func:`save_evaluation_figures` writes every figure of an evaluation at once.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
 
-__all__ = ["plot_history", "plot_confusion_matrix"]
+from .evaluation import format_ci
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .evaluation import Evaluation
+
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_reliability_diagram",
+    "plot_roc_curves",
+    "save_evaluation_figures",
+]
 
 
 def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
@@ -125,8 +139,203 @@ def plot_confusion_matrix(
     return _save(figure, path)
 
 
+def plot_roc_curves(evaluation: "Evaluation", path: str | os.PathLike[str], *,
+                    title: str = "ROC curves (one class vs the rest)") -> Path:
+    """Plot the one-vs-rest ROC curve of each class, its AUC and interval in the legend.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        What :func:`~cxrclassify.evaluate` returned (it keeps the true labels and
+        the probabilities the curves need).
+    path : path
+        Output file; its suffix chooses the format (``.png``, ``.svg``, ...).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written. A class with no image, or only images, in the data has
+        no curve; the legend says so.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from cxrclassify.evaluation import evaluate_predictions
+    >>> from cxrclassify.plots import plot_roc_curves
+    >>> result = evaluate_predictions(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.4, .6], [.3, .7], [.2, .8]]),
+    ...                               ["covid19", "normal"], n_bootstrap=0)
+    >>> plot_roc_curves(result, pathlib.Path(tempfile.mkdtemp()) / "roc.svg").is_file()
+    True
+    """
+    labels, probabilities = _labels_and_probabilities(evaluation)
+    figure = Figure(figsize=(6, 5.5), layout="constrained")
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="chance")
+    for index, name in enumerate(evaluation.class_names):
+        positive = labels == index
+        if positive.all() or not positive.any():
+            axes.plot([], [], label=f"{name}: no curve ({'only' if positive.all() else 'no'} images of the class)")
+            continue
+        false_positive_rate, true_positive_rate, _ = roc_curve(positive, probabilities[:, index])
+        interval = evaluation.roc_auc_ci.get(name, (float("nan"), float("nan")))
+        axes.plot(false_positive_rate, true_positive_rate, linewidth=1.8,
+                  label=f"{name}: AUC {format_ci(evaluation.roc_auc[name], interval, percent=False)}")
+    axes.set_xlim(-0.01, 1.01)
+    axes.set_ylim(-0.01, 1.01)
+    axes.set_aspect("equal")
+    axes.set_xlabel("false positive rate (1 - specificity)")
+    axes.set_ylabel("true positive rate (sensitivity)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_reliability_diagram(evaluation: "Evaluation", path: str | os.PathLike[str], *,
+                             title: str = "Reliability diagram") -> Path:
+    """Plot accuracy per confidence bin against the diagonal of perfect calibration, ECE in the title.
+
+    Bars show the share of correct predictions among the images whose top-class
+    probability falls in each bin; red marks show the bins' mean confidence,
+    where a calibrated classifier's bars would end. Below, the number of images
+    per bin.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        What :func:`~cxrclassify.evaluate` returned.
+    path : path
+        Output file; its suffix chooses the format.
+    title : str
+        Start of the figure title; the ECE (and temperature) are appended.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from cxrclassify.evaluation import evaluate_predictions
+    >>> from cxrclassify.plots import plot_reliability_diagram
+    >>> result = evaluate_predictions(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.4, .6], [.3, .7], [.2, .8]]),
+    ...                               ["covid19", "normal"], n_bootstrap=0)
+    >>> plot_reliability_diagram(result, pathlib.Path(tempfile.mkdtemp()) / "reliability.png").is_file()
+    True
+    """
+    curve = evaluation.reliability_curve
+    if curve is None:
+        message = "Expected an Evaluation with a reliability curve. Received: reliability_curve=None"
+        raise ValueError(message)
+    centres = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
+    widths = np.diff(curve.bin_edges)
+    filled = curve.count > 0
+    figure = Figure(figsize=(6, 6.5), layout="constrained")
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.bar(centres[filled], curve.accuracy[filled], width=widths[filled], color="tab:blue", alpha=0.75,
+            edgecolor="black", linewidth=0.6, label="accuracy")
+    top.plot(centres[filled], curve.confidence[filled], "_", color="tab:red", markersize=14, markeredgewidth=2,
+             label="mean confidence (where the bar should end)")
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy")
+    temperature = "" if evaluation.temperature is None else f", temperature {evaluation.temperature:.2f}"
+    top.set_title(f"{title} (ECE {evaluation.ece:.3f}{temperature})")
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    bottom.bar(centres, curve.count, width=widths, color="grey", edgecolor="black", linewidth=0.6)
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("images")
+    return _save(figure, path)
+
+
+def save_evaluation_figures(
+    evaluation: "Evaluation",
+    folder: str | os.PathLike[str],
+    *,
+    history: Mapping[str, Sequence[float]] | None = None,
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Write every figure of an evaluation, in each format, to a folder.
+
+    Writes ``confusion_matrix``, ``confusion_matrix_normalized``, ``roc_curves``,
+    ``reliability_diagram`` and, with ``history``, ``training_curves``, each
+    once per format.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        What :func:`~cxrclassify.evaluate` returned.
+    folder : path
+        Output folder, created if needed.
+    history : mapping, optional
+        What :func:`~cxrclassify.train` returned, for the training curves.
+    formats : sequence of str, default ("png", "svg")
+        File formats, as suffixes without the dot (``"png"``, ``"svg"``, ``"pdf"``...).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, format by format.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from cxrclassify.evaluation import evaluate_predictions
+    >>> from cxrclassify.plots import save_evaluation_figures
+    >>> result = evaluate_predictions(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.4, .6], [.3, .7], [.2, .8]]),
+    ...                               ["covid19", "normal"], n_bootstrap=0)
+    >>> sorted(path.name for path in save_evaluation_figures(result, tempfile.mkdtemp(), formats=["svg"]))
+    ['confusion_matrix.svg', 'confusion_matrix_normalized.svg', 'reliability_diagram.svg', 'roc_curves.svg']
+    """
+    folder = Path(folder)
+    formats = [formats] if isinstance(formats, str) else list(formats)
+    if not formats:
+        message = "Expected at least one figure format. Received: formats=[]"
+        raise ValueError(message)
+    for file_format in formats:
+        _check_format(f"figure.{str(file_format).lstrip('.')}")
+    written = []
+    for file_format in (str(value).lstrip(".").lower() for value in formats):
+        matrix, names = evaluation.confusion_matrix, evaluation.class_names
+        written.append(plot_confusion_matrix(matrix, names, folder / f"confusion_matrix.{file_format}"))
+        written.append(plot_confusion_matrix(matrix, names, folder / f"confusion_matrix_normalized.{file_format}",
+                                             normalize=True, title="Confusion matrix (share of each true class)"))
+        written.append(plot_roc_curves(evaluation, folder / f"roc_curves.{file_format}"))
+        written.append(plot_reliability_diagram(evaluation, folder / f"reliability_diagram.{file_format}"))
+        if history is not None:
+            written.append(plot_history(history, folder / f"training_curves.{file_format}"))
+    return written
+
+
+def _labels_and_probabilities(evaluation: "Evaluation") -> tuple[np.ndarray, np.ndarray]:
+    labels = getattr(evaluation, "labels", None)
+    probabilities = getattr(evaluation, "probabilities", None)
+    if labels is None or probabilities is None:
+        message = ("Expected an Evaluation that keeps its true labels and probabilities (as evaluate() and "
+                   "evaluate_predictions() return). Received: labels or probabilities of None")
+        raise ValueError(message)
+    return np.asarray(labels), np.asarray(probabilities)
+
+
+def _check_format(path: str | os.PathLike[str]) -> str:
+    """The format a path's suffix names, if matplotlib can write it."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    supported = Figure().canvas.get_supported_filetypes()
+    if suffix not in supported:
+        message = (f"Expected a file suffix naming a figure format ({', '.join(sorted(supported))}). "
+                   f"Received: {os.fspath(path)!r}")
+        raise ValueError(message)
+    return suffix
+
+
 def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
+    file_format = _check_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format=file_format)
     return path

@@ -141,12 +141,8 @@ def _run_architecture(arch, weights, data, figures: Path, *, epochs, batch_size,
     history = cx.train(model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                        progress=progress)
     evaluation = cx.evaluate(model, data.test)
-    figures.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "training curves": cx.plot_history(history, figures / f"{arch}_training_curves.png"),
-        "confusion matrix": cx.plot_confusion_matrix(evaluation.confusion_matrix, evaluation.class_names,
-                                                     figures / f"{arch}_confusion_matrix.png"),
-    }
+    written = cx.save_evaluation_figures(evaluation, figures / arch, history=history, formats=("png", "svg"))
+    paths = {path.stem.replace("_", " "): path for path in written if path.suffix == ".png"}
     return ModelResult(arch, described, round(time.perf_counter() - started, 1), history, evaluation, paths)
 
 
@@ -227,7 +223,7 @@ def _markdown(sections) -> str:
         lines += [f"## {title}", ""]
         for block in blocks:
             if isinstance(block, Path):
-                lines += [f"![{block.stem}](figures/{block.name})", ""]
+                lines += [f"![{block.stem}](figures/{block.parent.name}/{block.name})", ""]
             elif isinstance(block, list):
                 lines += ["| " + " | ".join(block[0]) + " |", "|" + "---|" * len(block[0])]
                 lines += ["| " + " | ".join(row) + " |" for row in block[1:]] + [""]
