@@ -113,7 +113,8 @@ def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16,
     batches = range(0, len(items), batch_size)
     for start in tqdm(batches, desc="Predicting", unit="batch", disable=not progress):
         batch = np.stack([_prepare(item, model.image_size) for item in items[start:start + batch_size]])
-        probabilities[start:start + len(batch)] = np.asarray(model.predict_on_batch(batch.astype(np.float32)))
+        # model.predict, not predict_on_batch: the latter returns one copy per replica under a tf.distribute strategy.
+        probabilities[start:start + len(batch)] = model.predict(batch.astype(np.float32), batch_size=len(batch), verbose=0)
     class_names = list(model.class_names or [f"class_{index}" for index in range(model.num_classes)])
     class_indices = probabilities.argmax(axis=1)
     return Predictions(probabilities, class_indices, [class_names[i] for i in class_indices], class_names, names)

@@ -1,34 +1,59 @@
 """``train``: fit a classifier's head (or all of it) with the paper's settings.
 
-While the base is frozen and nothing changes the images between epochs, the
-base's output for an image is the same at every epoch. :func:`train` then runs
-the base once per image, keeps the feature maps, and fits the head on them: the
-paper's 80 epochs cost little more than one forward pass. The head is the
-classifier's own head, so the model returned is the full, trained model.
+While the base is frozen, the base's output for an image is the same at every
+epoch. :func:`train` then runs the base once per image, keeps the feature maps,
+and fits the head on them: the paper's 80 epochs cost little more than one
+forward pass. With augmentation, it runs the base once per *view*: the original
+image and ``augment_views - 1`` seeded augmented copies, and each epoch trains on
+one view per image, drawn anew. The head is the classifier's own head, so the
+model returned is the full, trained model. With ``cache_dir`` the feature maps
+are kept on disk (:mod:`cxrclassify.features`) and reused by later runs.
+
+When the base is trained (fine-tuning), images go through the whole model and
+augmentation is applied to each batch as it is made (the slow path).
+
+Everything random in an epoch (the order of the images, the view drawn for
+each, the augmentation of a batch, the dropout masks) is a function of
+``(seed, epoch)`` only. An interrupted run resumed from ``checkpoint_dir``
+therefore ends with the same weights as a run that was never interrupted.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import inspect
+import json
 import logging
+import math
 import os
+import random
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
+from .augment import Augmentation, augment_images, derive_seed
 from .datasets import DatasetSplits, ImageSet
+from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
 
-__all__ = ["PAPER_SETTINGS", "train", "extract_features"]
+__all__ = ["PAPER_SETTINGS", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
 logger = logging.getLogger(__name__)
 
 #: The training settings of Soares & Soares (2020).
 PAPER_SETTINGS = {"epochs": 80, "batch_size": 15, "learning_rate": 1e-3, "optimizer": "adam",
                   "loss": "categorical cross-entropy"}
+
+#: ``lr_schedule="plateau"``: divide the rate by 10 after this many epochs without a better
+#: monitored loss (fewer when ``early_stopping`` would stop first: half its patience).
+PLATEAU_FACTOR, PLATEAU_PATIENCE, PLATEAU_MIN_LR = 0.1, 5, 1e-7
+
+_RUN_RECORD = "cxrclassify_run.json"
+_RUN_STATE = "cxrclassify_state.json"
+_BEST_WEIGHTS = "cxrclassify_best_weights.npz"
 
 
 def train(
@@ -43,11 +68,20 @@ def train(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     progress: bool = True,
+    class_weight: str | Mapping[int | str, float] | None = None,
+    augment: bool | Augmentation = False,
+    augment_views: int = 8,
+    early_stopping: int | None = None,
+    lr_schedule: str | keras.optimizers.schedules.LearningRateSchedule | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
+    strategy: Any = None,
+    cache_dir: str | os.PathLike[str] | bool | None = None,
 ) -> dict[str, list[float]]:
     """Train a classifier with the paper's defaults: 80 epochs, Adam, 0.001, batch 15.
 
     The loss is categorical cross-entropy. The model is trained in place; its
-    ``class_names`` are set from the data when it has none.
+    ``class_names`` are set from the data when it has none. The settings used
+    are recorded in ``model.metadata["training"]``.
 
     Parameters
     ----------
@@ -59,34 +93,81 @@ def train(
     epochs : int, default 80
         Passes over the training images.
     batch_size : int, default 15
-        Images per gradient step.
+        Images per gradient step; with a ``strategy``, across all replicas, and
+        a multiple of their number.
     learning_rate : float, default 0.001
-        Adam's learning rate.
+        Adam's (initial) learning rate.
     cache_features : bool, optional
-        Compute the frozen base's output once per image and train the head on
-        it. Default: whenever the base is frozen. Must be off when the base is trained.
+        Compute the frozen base's output once per image (and view) and train the
+        head on it. Default: whenever the base is frozen. Must be off when the
+        base is trained.
     seed : int, default 0
-        Seeds Python, NumPy and the backend, so that a run can be repeated.
+        Seeds Python, NumPy and the backend, the order of the images, the views
+        drawn and the augmentation: the same seed repeats a run exactly.
     checkpoint_dir : path, optional
-        Where to back up the training state at the end of every epoch. Calling
-        :func:`train` again with the same folder after an interruption resumes
-        from the last finished epoch; the folder is emptied when training ends.
+        Where to back up the training state (weights, optimizer, epoch, early
+        stopping and learning-rate-plateau counters) at the end of every epoch,
+        with :class:`keras.callbacks.BackupAndRestore`. Calling :func:`train`
+        again with the same folder after an interruption resumes from the last
+        finished epoch and ends with the same weights as an uninterrupted run;
+        the folder is emptied when training ends. Resuming with other settings,
+        or (with cached features) a base whose weights differ, gives a warning.
     callbacks : sequence of keras.callbacks.Callback
-        Extra Keras callbacks.
+        Extra Keras callbacks (run after the library's own).
     progress : bool, default True
         Show a progress bar over the epochs (and the feature extraction).
+    class_weight : {"balanced"} or dict, optional
+        Weight of each class in the loss: ``"balanced"`` weighs class ``c`` by
+        ``n / (k * n_c)`` over the training labels (as scikit-learn's
+        ``compute_class_weight``, see :func:`balanced_class_weight`); a dict maps
+        class indices or names to weights (missing classes weigh 1). The
+        validation loss is not weighted.
+    augment : bool or Augmentation, default False
+        Randomly rotate, shift, zoom and change the brightness and contrast of
+        the training images (``True``: the small ranges of
+        :class:`~cxrclassify.augment.Augmentation`; no flips). With cached
+        features, ``augment_views`` views are computed once; otherwise every
+        batch is augmented as it is made. Validation images are never augmented.
+    augment_views : int, default 8
+        Views per training image with cached features: the original and
+        ``augment_views - 1`` augmented copies. Each epoch uses one per image.
+    early_stopping : int, optional
+        Stop when the validation loss (the training loss without a validation
+        split) has not improved for this many epochs, and put back the weights
+        of the best epoch (also when training runs to ``epochs``).
+    lr_schedule : {"cosine", "plateau"} or LearningRateSchedule, optional
+        ``"cosine"``: cosine decay from ``learning_rate`` to 0 over all the
+        steps; ``"plateau"``: divide the rate by 10 when the monitored loss has
+        not improved for :data:`PLATEAU_PATIENCE` epochs; or any Keras
+        schedule. The history then has a ``learning_rate`` column.
+    log_dir : path, optional
+        Folder for ``history.csv`` (one row per epoch, written as training goes,
+        with :class:`keras.callbacks.CSVLogger`) and ``history.json`` (the
+        history and these settings, written at the end).
+    strategy : tf.distribute.Strategy, optional
+        Train data-parallel, for example over several GPUs with
+        ``tf.distribute.MirroredStrategy()``; compiling and fitting happen in
+        ``strategy.scope()``. **Build the model under the same scope**
+        (``with strategy.scope(): model = build_model(...)``): Keras places a
+        model's variables when it is built. ``MultiWorkerMirroredStrategy`` works
+        the same way, with ``TF_CONFIG`` set on every worker.
+    cache_dir : path or True, optional
+        Keep the frozen base's feature maps on disk there and reuse them in
+        later runs and other processes (see :mod:`cxrclassify.features`);
+        ``True``: ``<data home>/features`` (see ``CXRCLASSIFY_HOME``).
 
     Returns
     -------
     dict of str to list of float
-        Per-epoch ``loss`` and ``accuracy`` on the training images, and
-        ``val_loss`` and ``val_accuracy`` when there is a validation split.
+        Per-epoch ``loss`` and ``accuracy`` on the training images,
+        ``val_loss`` and ``val_accuracy`` when there is a validation split, and
+        ``learning_rate`` with a schedule. After a resume, the epochs of this call.
 
     Raises
     ------
     ValueError
         If the data's class names or number of classes do not match the model,
-        or its images are not of the model's input size.
+        its images are not of the model's input size, or an option is out of range.
 
     Examples
     --------
@@ -96,94 +177,660 @@ def train(
     >>> history = cxrclassify.train(model, data, epochs=2, progress=False)
     >>> sorted(history), len(history["loss"])
     (['accuracy', 'loss', 'val_accuracy', 'val_loss'], 2)
+
+    With augmentation (4 cached views per image), class weights and early stopping:
+
+    >>> model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=32)
+    >>> history = cxrclassify.train(model, data, epochs=3, augment=True, augment_views=4,
+    ...                             class_weight="balanced", early_stopping=2, progress=False)
+    >>> model.metadata["training"]["augment_views"]
+    4
     """
+    options = {name: value for name, value in locals().items() if name not in ("model", "data")}
+    history, _ = _train(model, data, **options)
+    return history
+
+
+def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """:func:`train`; returns this call's history and the full one (earlier epochs of a resumed run included)."""
+    options = _train_options(**options)
     train_set, validation_set = _training_splits(data)
     _check_data_fits_model(model, train_set, validation_set)
+    _check_counts(epochs=options["epochs"], batch_size=options["batch_size"], augment_views=options["augment_views"])
+    _check_lr_schedule(options["lr_schedule"])
+    _check_batch_splits(options["strategy"], min(options["batch_size"], len(train_set)))
     if model.class_names is None:
         model.class_names = list(train_set.class_names)
-    use_cache = (not model.base_trainable) if cache_features is None else bool(cache_features)
+    use_cache = (not model.base_trainable) if options["cache_features"] is None else bool(options["cache_features"])
     if use_cache and model.base_trainable:
         message = "cache_features=True needs a frozen base. Received: a model whose base is trainable"
         raise ValueError(message)
+    if validation_set is None and (options["early_stopping"] is not None or options["lr_schedule"] == "plateau"):
+        warnings.warn("There is no validation split: early stopping and the plateau schedule watch the "
+                      "training loss instead.", stacklevel=3)
 
-    keras.utils.set_random_seed(seed)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    keras.utils.set_random_seed(options["seed"])
+    fit_model, batches, validation_data, settings = _fit_data(model, train_set, validation_set, use_cache, options)
+    checkpoint_dir, strategy = options["checkpoint_dir"], options["strategy"]
+    resuming = _prepare_checkpoint(checkpoint_dir, settings, model if use_cache else None)
+    with contextlib.nullcontext() if strategy is None else strategy.scope():
+        _check_built_under(strategy, fit_model)
+        rate = _learning_rate(options["lr_schedule"], options["learning_rate"], options["epochs"] * len(batches))
+        fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate),
+                          loss=keras.losses.CategoricalCrossentropy(from_logits=use_cache), metrics=["accuracy"])
+        run_callbacks = _callbacks(
+            options["callbacks"], checkpoint_dir, options["progress"], options["epochs"], seed=options["seed"],
+            batches=batches, monitor=settings["monitor"], early_stopping=options["early_stopping"],
+            lr_schedule=options["lr_schedule"], log_dir=options["log_dir"], resuming=resuming)
+        fitted = fit_model.fit(batches, validation_data=validation_data, validation_batch_size=options["batch_size"],
+                               epochs=options["epochs"], shuffle=False, verbose=0, callbacks=run_callbacks)
+    history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
+    full_history = _with_earlier_epochs(history, run_callbacks)
+    model.metadata["training"] = _plain({**settings, **_stopping_record(run_callbacks, len(full_history["loss"]))})
+    if options["log_dir"] is not None:
+        _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
+    logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
+    return history, full_history
+
+
+def _train_options(**options: Any) -> dict[str, Any]:
+    """``options`` completed with :func:`train`'s defaults (a TypeError names any unknown option)."""
+    bound = inspect.signature(train).bind(None, None, **options)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items() if name not in ("model", "data")}
+
+
+def _fit_data(
+    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool,
+    options: dict[str, Any],
+) -> tuple[keras.Model, _EpochBatches, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
+    """The model to fit (the head on cached features, or the whole model), its batches, validation data and settings."""
+    augmentation = _augmentation(options["augment"])
+    views = options["augment_views"] if augmentation is not None else 1
+    sample_weights, class_weights = _sample_weights(options["class_weight"], train_set)
+    cache = _feature_cache(options["cache_dir"], use_cache)
+    seed, progress = options["seed"], options["progress"]
     if use_cache:
         fit_model = model.head
-        fit_model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                          metrics=["accuracy"])
-        train_inputs = extract_features(model, train_set.images, progress=progress)
-        validation_inputs = None if validation_set is None else extract_features(
-            model, validation_set.images, progress=progress)
+        train_views = view_features(model, train_set.images, views=views, augmentation=augmentation, seed=seed,
+                                    cache=cache, progress=progress)
+        validation_inputs = None if validation_set is None else view_features(
+            model, validation_set.images, cache=cache, progress=progress)[0]
     else:
         fit_model = model
-        fit_model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
-        train_inputs = train_set.images.astype(np.float32)
+        train_views = [train_set.images]
         validation_inputs = None if validation_set is None else validation_set.images.astype(np.float32)
-
+    batches = _EpochBatches(train_views, train_set.one_hot(), batch_size=options["batch_size"], seed=seed,
+                            sample_weights=sample_weights, augmentation=None if use_cache else augmentation)
     validation_data = None if validation_set is None else (validation_inputs, validation_set.one_hot())
-    history = fit_model.fit(
-        train_inputs,
-        train_set.one_hot(),
-        validation_data=validation_data,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=_callbacks(callbacks, checkpoint_dir, progress, epochs),
-    )
-    model.metadata["training"] = {
-        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "optimizer": "adam",
-        "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
+    strategy = options["strategy"]
+    settings = {
+        "epochs": options["epochs"], "batch_size": options["batch_size"], "learning_rate": options["learning_rate"],
+        "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set),
+        "class_weight": class_weights, "augmentation": None if augmentation is None else augmentation.to_dict(),
+        "augment_views": views if use_cache else None, "early_stopping": options["early_stopping"],
+        "lr_schedule": _schedule_name(options["lr_schedule"]),
+        "monitor": "val_loss" if validation_set is not None else "loss",
+        "trainable_blocks": model.trainable_blocks, "strategy": None if strategy is None else type(strategy).__name__,
+        "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
+        "feature_cache": None if cache is None else str(cache.folder),
     }
-    logger.info("Trained %s for %d epochs on %d images", model.arch, epochs, len(train_set))
-    return {name: [float(value) for value in values] for name, values in history.history.items()}
+    return fit_model, batches, validation_data, settings
 
 
-def extract_features(
-    model: CxrClassifier, images: np.ndarray, *, batch_size: int = 16, progress: bool = True
-) -> np.ndarray:
-    """Run the model's preprocessing and base over ``images`` and return the feature maps.
+def train_two_stage(
+    model: CxrClassifier,
+    data: DatasetSplits | tuple[ImageSet, ImageSet | None],
+    *,
+    head_epochs: int = 20,
+    fine_tune_epochs: int = 10,
+    fine_tune_blocks: int | bool = 2,
+    fine_tune_learning_rate: float = 1e-5,
+    **train_options: Any,
+) -> dict[str, list]:
+    """Train the head on the frozen base, then fine-tune the base's top blocks with it.
+
+    Stage ``"head"``: the base is frozen and :func:`train` fits the head on
+    cached features (``learning_rate``, default 0.001). Stage ``"fine_tune"``:
+    ``model.set_trainable_blocks(fine_tune_blocks)`` and the whole model is
+    trained at ``fine_tune_learning_rate``, starting from the trained head, so
+    that the random head's large gradients never reach the pretrained base.
 
     Parameters
     ----------
     model : CxrClassifier
-        The classifier whose base is run.
-    images : numpy.ndarray
-        ``(N, S, S, 3)`` RGB images in ``[0, 255]``.
-    batch_size : int, default 16
-        Images per forward pass.
-    progress : bool, default True
-        Show a progress bar.
+        A model from :func:`~cxrclassify.build_model`; its base is frozen for
+        the first stage whatever its setting.
+    data : DatasetSplits or (train, validation)
+        As for :func:`train`.
+    head_epochs : int, default 20
+        Epochs of the first stage.
+    fine_tune_epochs : int, default 10
+        Epochs of the second stage.
+    fine_tune_blocks : int or True, default 2
+        Top blocks of the base trained in the second stage (``True``: all).
+    fine_tune_learning_rate : float, default 1e-5
+        Adam's learning rate in the second stage.
+    **train_options
+        Any other option of :func:`train` (``batch_size``, ``seed``,
+        ``augment``, ``class_weight``, ``early_stopping``, ``lr_schedule``,
+        ``cache_dir``, ...), used in both stages. ``checkpoint_dir`` and
+        ``log_dir`` get a ``head`` and a ``fine_tune`` subfolder; a run
+        interrupted in the second stage does not redo the first.
 
     Returns
     -------
-    numpy.ndarray
-        ``(N, h, w, c)`` float32 feature maps, the head's input.
+    dict
+        The two histories one after the other, with a ``stage`` list saying
+        which stage each epoch belongs to (``"head"`` or ``"fine_tune"``).
+
+    Raises
+    ------
+    TypeError
+        If ``epochs`` or ``cache_features`` is passed (each stage sets its own).
+    ValueError
+        If ``fine_tune_blocks`` is below 1 or more than the base has.
+
+    Examples
+    --------
+    >>> import cxrclassify
+    >>> from cxrclassify.training import train_two_stage
+    >>> data = cxrclassify.load_datasets("sample", image_size=32, progress=False)
+    >>> model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=32)
+    >>> history = train_two_stage(model, data, head_epochs=1, fine_tune_epochs=1, fine_tune_blocks=1, progress=False)
+    >>> history["stage"], model.trainable_blocks
+    (['head', 'fine_tune'], 1)
+    """
+    for name in ("epochs", "cache_features"):
+        if name in train_options:
+            message = f"train_two_stage sets {name} per stage (head_epochs, fine_tune_epochs). Received: {name}=..."
+            raise TypeError(message)
+    if fine_tune_blocks is not True and (isinstance(fine_tune_blocks, bool) or fine_tune_blocks < 1):
+        message = f"Expected fine_tune_blocks to be True or at least 1. Received: fine_tune_blocks={fine_tune_blocks!r}"
+        raise ValueError(message)
+    checkpoint_dir = train_options.pop("checkpoint_dir", None)
+    log_dir = train_options.pop("log_dir", None)
+    checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir)
+    model.set_trainable_blocks(False)
+    head_history, head_record = _head_stage(model, data, head_epochs, checkpoint, log_dir, train_options)
+    model.set_trainable_blocks(fine_tune_blocks)
+    fine_options = {key: value for key, value in train_options.items() if key not in ("cache_dir", "learning_rate")}
+    _, fine_history = _train(model, data, epochs=fine_tune_epochs, learning_rate=fine_tune_learning_rate,
+                             cache_features=False, checkpoint_dir=_subfolder(checkpoint, "fine_tune"),
+                             log_dir=_subfolder(log_dir, "fine_tune"), **fine_options)
+    if checkpoint is not None:
+        for name in ("head_stage.npz", "head_history.json"):
+            (checkpoint / name).unlink(missing_ok=True)
+    history = _concatenate_histories([("head", head_history), ("fine_tune", fine_history)])
+    model.metadata["training"] = {**model.metadata["training"], "recipe": "two_stage", "head_stage": head_record}
+    if log_dir is not None:
+        _write_history_json(Path(log_dir), history, model.metadata["training"])
+    return history
+
+
+def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """Class weights ``n / (k * n_c)`` that make every class count as much in the loss.
+
+    ``n`` is the number of labels, ``k`` the number of classes present and
+    ``n_c`` the count of class ``c``: scikit-learn's
+    ``compute_class_weight("balanced", ...)``. Absent classes weigh 1.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer class indices.
+    num_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    dict of int to float
+        The weight of each class index.
 
     Examples
     --------
     >>> import numpy as np
-    >>> import cxrclassify
-    >>> from cxrclassify.training import extract_features
-    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
-    >>> extract_features(model, np.zeros((3, 32, 32, 3), np.uint8), progress=False).shape
-    (3, 1, 1, 512)
+    >>> from cxrclassify.training import balanced_class_weight
+    >>> balanced_class_weight(np.array([0, 0, 0, 1]), 2)
+    {0: 0.6666666666666666, 1: 2.0}
     """
-    batches = range(0, len(images), batch_size)
-    features = [
-        keras.ops.convert_to_numpy(model.features(images[start:start + batch_size].astype(np.float32)))
-        for start in tqdm(batches, desc=f"Features ({model.arch})", unit="batch", disable=not progress)
-    ]
-    if not features:
-        return np.zeros((0, *model.head.input_shape[1:]), dtype=np.float32)
-    return np.concatenate(features).astype(np.float32, copy=False)
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    present = int(np.count_nonzero(counts))
+    return {c: float(len(labels) / (present * counts[c])) if counts[c] else 1.0 for c in range(num_classes)}
+
+
+class _EpochBatches(keras.utils.PyDataset):
+    """The batches of one epoch, a function of ``(seed, epoch)`` only.
+
+    ``views`` holds ``V`` arrays of the same ``N`` inputs (feature maps of the
+    views, or the images). Each epoch draws an order of the images and a view
+    per image from ``(seed, epoch)``; ``epoch`` is set by :class:`_EpochSeeds`
+    at the start of each epoch, before Keras asks for the epoch's first batch.
+    """
+
+    def __init__(self, views: Sequence[np.ndarray], targets: np.ndarray, *, batch_size: int, seed: int,
+                 sample_weights: np.ndarray | None = None, augmentation: Augmentation | None = None):
+        super().__init__()
+        self.views = list(views)
+        self.targets = targets
+        self.batch_size = int(batch_size)
+        self.seed = seed
+        self.sample_weights = sample_weights
+        self.augmentation = augmentation
+        self.epoch = 0
+        self._plans: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's order of the images and the view drawn for each image."""
+        plan = self._plans.get(epoch)
+        if plan is None:
+            rng = np.random.default_rng(derive_seed(self.seed, "epoch", epoch))
+            plan = rng.permutation(len(self.targets)), rng.integers(0, len(self.views), size=len(self.targets))
+            self._plans = {epoch: plan}
+        return plan
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
+        epoch = self.epoch
+        order, chosen = self.plan(epoch)
+        rows = order[index * self.batch_size:(index + 1) * self.batch_size]
+        inputs = self._gather(rows, chosen[rows])
+        if self.augmentation is not None:
+            inputs = augment_images(inputs, self.augmentation, seed=derive_seed(self.seed, "batch", epoch, index))
+        batch = (inputs, self.targets[rows])
+        return batch if self.sample_weights is None else (*batch, self.sample_weights[rows])
+
+    def _gather(self, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
+        if len(self.views) == 1:
+            return np.asarray(self.views[0][rows], dtype=np.float32)
+        inputs = np.empty((len(rows), *self.views[0].shape[1:]), dtype=np.float32)
+        for view in np.unique(views):
+            mask = views == view
+            inputs[mask] = self.views[view][rows[mask]]
+        return inputs
+
+
+class _EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start: tell the batches the epoch, and reseed what is random from ``(seed, epoch)``.
+
+    Keras layers draw their randomness (dropout masks) from their own
+    seed-generator variables, which checkpoints do not save; setting them from
+    the epoch makes a resumed epoch draw what the uninterrupted run drew.
+    """
+
+    def __init__(self, seed: int, batches: _EpochBatches):
+        super().__init__()
+        self.seed = seed
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.batches.epoch = epoch
+        # Python's and NumPy's global generators; not the backend's (tf.random.set_seed
+        # makes TensorFlow retrace the training step, a quarter of a second per epoch).
+        random.seed(derive_seed(self.seed, "python", epoch))
+        np.random.seed(derive_seed(self.seed, "numpy", epoch))
+        states = [variable for variable in self.model.variables if variable.name == "seed_generator_state"]
+        for index, state in enumerate(states):
+            state.assign(np.array([derive_seed(self.seed, "layers", epoch, index), 0], dtype=state.dtype))
+
+
+class _LogLearningRate(keras.callbacks.Callback):
+    """Add the optimizer's learning rate at the end of each epoch to the logs."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class _RunState(keras.callbacks.Callback):
+    """Back up, and restore on resume, what ``BackupAndRestore`` does not keep.
+
+    That is the history of the finished epochs, and the counters of early
+    stopping and of the plateau schedule (epochs without improvement, best loss,
+    best weights), which would otherwise start over after an interruption.
+    """
+
+    _FIELDS = {keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+               keras.callbacks.ReduceLROnPlateau: ("wait", "best", "cooldown_counter")}
+
+    def __init__(self, folder: Path, watched: Sequence[keras.callbacks.Callback]):
+        super().__init__()
+        self.folder = folder
+        self.watched = list(watched)
+        self.earlier: dict[str, list[float]] = {}
+        self._history: dict[str, list[float]] = {}
+        self._saved_best_weights: object = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        epoch, path = _checkpoint_epoch(self.folder), self.folder / _RUN_STATE
+        self.earlier = {}
+        if epoch is not None and path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            self.earlier = {name: values[:epoch] for name, values in saved["history"].items()}
+            if saved["epoch"] == epoch:
+                self._restore(saved["callbacks"])
+            elif self.watched:
+                warnings.warn("The early stopping and plateau counters of the checkpoint are from another epoch "
+                              "than its weights; they start over.", stacklevel=2)
+        self._history = {name: list(values) for name, values in self.earlier.items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for name, value in (logs or {}).items():
+            self._history.setdefault(name, []).append(float(value))
+        state = {"epoch": epoch + 1, "history": self._history, "callbacks": [
+            {name: _plain(getattr(callback, name, None)) for name in self._fields(callback)}
+            for callback in self.watched]}
+        for callback in self.watched:
+            best = getattr(callback, "best_weights", None)
+            if isinstance(callback, keras.callbacks.EarlyStopping) and best is not None \
+                    and best is not self._saved_best_weights:  # written when they change, not every epoch
+                _atomic_write_bytes(self.folder / _BEST_WEIGHTS, _npz_bytes(best))
+                self._saved_best_weights = best
+        _atomic_write_bytes(self.folder / _RUN_STATE, json.dumps(_plain(state)).encode("utf-8"))
+
+    def _restore(self, saved: list[dict[str, Any]]) -> None:
+        for callback, fields in zip(self.watched, saved):
+            for name, value in fields.items():
+                setattr(callback, name, value)
+            if isinstance(callback, keras.callbacks.EarlyStopping) and (self.folder / _BEST_WEIGHTS).is_file():
+                with np.load(self.folder / _BEST_WEIGHTS) as arrays:
+                    callback.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+                self._saved_best_weights = callback.best_weights
+
+    def _fields(self, callback: keras.callbacks.Callback) -> tuple[str, ...]:
+        return next(fields for kind, fields in self._FIELDS.items() if isinstance(callback, kind))
+
+
+def _callbacks(
+    extra: Sequence[keras.callbacks.Callback], checkpoint_dir: str | os.PathLike[str] | None,
+    progress: bool, epochs: int, *, seed: int = 0, batches: _EpochBatches | None = None, monitor: str = "val_loss",
+    early_stopping: int | None = None, lr_schedule: Any = None, log_dir: str | os.PathLike[str] | None = None,
+    resuming: bool = False,
+) -> list[keras.callbacks.Callback]:
+    callbacks: list[keras.callbacks.Callback] = []
+    if checkpoint_dir is not None:
+        # First, so that the epoch's state is backed up before any other callback can stop the run.
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir), double_checkpoint=True))
+    if batches is not None:
+        callbacks.append(_EpochSeeds(seed, batches))
+    watched = []
+    if early_stopping is not None:
+        watched.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=early_stopping,
+                                                     restore_best_weights=True))
+    if lr_schedule == "plateau":
+        watched.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=PLATEAU_FACTOR, patience=_plateau_patience(early_stopping),
+            min_lr=PLATEAU_MIN_LR))
+    elif lr_schedule is not None:
+        callbacks.append(_LogLearningRate())
+    callbacks += watched
+    if checkpoint_dir is not None:
+        callbacks.append(_RunState(Path(checkpoint_dir), watched))
+    if log_dir is not None:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.CSVLogger(os.fspath(Path(log_dir) / "history.csv"), append=resuming))
+    callbacks += list(extra)
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        callbacks.append(TqdmCallback(epochs=epochs, verbose=0, desc="Training"))
+    return callbacks
+
+
+def _head_stage(
+    model: CxrClassifier, data: Any, epochs: int, checkpoint: Path | None, log_dir: Any, options: dict[str, Any],
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Stage one of :func:`train_two_stage`, or its saved result when a resumed run already finished it."""
+    done = None if checkpoint is None else checkpoint / "head_stage.npz"
+    if done is not None and done.is_file() and (checkpoint / "head_history.json").is_file():
+        logger.info("Head stage already finished in %s: loading its weights", checkpoint)
+        with np.load(done) as arrays:
+            model.set_weights([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
+        saved = json.loads((checkpoint / "head_history.json").read_text(encoding="utf-8"))
+        return saved["history"], saved["record"]
+    _, history = _train(model, data, epochs=epochs, checkpoint_dir=_subfolder(checkpoint, "head"),
+                        log_dir=_subfolder(log_dir, "head"), **options)
+    record = dict(model.metadata["training"])
+    if checkpoint is not None:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        _atomic_write_bytes(checkpoint / "head_history.json",
+                            json.dumps(_plain({"history": history, "record": record})).encode("utf-8"))
+        _atomic_write_bytes(done, _npz_bytes(model.get_weights()))  # last: it marks the stage as done
+    return history, record
+
+
+def _concatenate_histories(stages: Sequence[tuple[str, dict[str, list[float]]]]) -> dict[str, list]:
+    names = list(dict.fromkeys(name for _, history in stages for name in history))
+    combined: dict[str, list] = {name: [] for name in names}
+    combined["stage"] = []
+    for stage, history in stages:
+        length = len(history.get("loss", next(iter(history.values()), [])))
+        for name in names:
+            combined[name] += history.get(name, [math.nan] * length)
+        combined["stage"] += [stage] * length
+    return combined
+
+
+def _subfolder(folder: str | os.PathLike[str] | None, name: str) -> Path | None:
+    return None if folder is None else Path(folder) / name
+
+
+def _augmentation(augment: bool | Augmentation) -> Augmentation | None:
+    if isinstance(augment, Augmentation):
+        return augment
+    if isinstance(augment, bool):
+        return Augmentation() if augment else None
+    message = f"Expected augment to be a bool or an Augmentation. Received: augment={augment!r}"
+    raise TypeError(message)
+
+
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
+            raise ValueError(message)
+
+
+def _sample_weights(
+    class_weight: str | Mapping[int | str, float] | None, train_set: ImageSet,
+) -> tuple[np.ndarray | None, list[float] | None]:
+    """Per-image loss weights from ``class_weight``, and the per-class weights for the record."""
+    if class_weight is None:
+        return None, None
+    num_classes = len(train_set.class_names)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            message = f"Expected class_weight to be None, 'balanced' or a dict. Received: class_weight={class_weight!r}"
+            raise ValueError(message)
+        weights = balanced_class_weight(train_set.labels, num_classes)
+    elif isinstance(class_weight, Mapping):
+        weights = {index: 1.0 for index in range(num_classes)}
+        for key, value in class_weight.items():
+            index = train_set.class_names.index(key) if key in train_set.class_names else key
+            if not isinstance(index, (int, np.integer)) or not 0 <= index < num_classes:
+                message = (f"Expected class_weight keys to be class indices or names {train_set.class_names}. "
+                           f"Received: key {key!r}")
+                raise ValueError(message)
+            weights[int(index)] = value
+    else:
+        message = f"Expected class_weight to be None, 'balanced' or a dict. Received: class_weight={class_weight!r}"
+        raise TypeError(message)
+    per_class = np.array([float(weights[index]) for index in range(num_classes)], dtype=np.float32)
+    if not np.all(np.isfinite(per_class)) or np.any(per_class < 0):
+        message = f"Expected finite, non-negative class weights. Received: class_weight={class_weight!r}"
+        raise ValueError(message)
+    return per_class[np.asarray(train_set.labels)], per_class.tolist()
+
+
+def _feature_cache(cache_dir: str | os.PathLike[str] | bool | None, use_cache: bool) -> FeatureCache | None:
+    if cache_dir is None or cache_dir is False:
+        return None
+    if not use_cache:
+        warnings.warn("cache_dir is not used: features are cached only with a frozen base and "
+                      "cache_features not False.", stacklevel=5)
+        return None
+    if cache_dir is True:
+        from ._download import get_data_home
+
+        return FeatureCache(get_data_home() / "features")
+    return FeatureCache(cache_dir)
+
+
+def _schedule_name(lr_schedule: Any) -> str | None:
+    if lr_schedule is None or isinstance(lr_schedule, str):
+        return lr_schedule
+    return type(lr_schedule).__name__
+
+
+def _check_lr_schedule(lr_schedule: Any) -> None:
+    if lr_schedule in (None, "cosine", "plateau") or isinstance(
+            lr_schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    message = (f"Expected lr_schedule to be None, 'cosine', 'plateau' or a keras LearningRateSchedule. "
+               f"Received: lr_schedule={lr_schedule!r}")
+    raise ValueError(message)
+
+
+def _learning_rate(lr_schedule: Any, learning_rate: float, total_steps: int) -> Any:
+    if lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, total_steps))
+    if isinstance(lr_schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return lr_schedule
+    return learning_rate
+
+
+def _plateau_patience(early_stopping: int | None) -> int:
+    if early_stopping is None:
+        return PLATEAU_PATIENCE
+    return max(1, min(PLATEAU_PATIENCE, early_stopping // 2))
+
+
+def _check_batch_splits(strategy: Any, first_batch: int) -> None:
+    """Keras builds a distributed model from the mean of the replicas' first batches: they must be equal."""
+    replicas = 1 if strategy is None else int(strategy.num_replicas_in_sync)
+    if first_batch % replicas:
+        message = (
+            f"With {replicas} replicas, batch_size must be a multiple of {replicas} (Keras splits each batch "
+            f"evenly across them). Received: batch_size giving a first batch of {first_batch} images"
+        )
+        raise ValueError(message)
+
+
+def _check_built_under(strategy: Any, fit_model: keras.Model) -> None:
+    if strategy is None or not fit_model.weights:
+        return
+    variable = fit_model.weights[0]
+    if not strategy.extended.variable_created_in_scope(getattr(variable, "value", variable)):
+        message = (
+            "The model must be built under the strategy's scope: `with strategy.scope(): model = "
+            f"build_model(...)`. Received: a model built outside strategy={type(strategy).__name__}"
+        )
+        raise ValueError(message)
+
+
+def _prepare_checkpoint(
+    checkpoint_dir: str | os.PathLike[str] | None, settings: dict[str, Any], cached_model: CxrClassifier | None,
+) -> bool:
+    """Check that a checkpoint being resumed fits this run, record the run; return whether it resumes."""
+    if checkpoint_dir is None:
+        return False
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"settings": settings, "base_weights": None if cached_model is None else weights_digest(cached_model)}
+    resuming = _checkpoint_epoch(folder) is not None
+    previous_path = folder / _RUN_RECORD
+    if resuming and previous_path.is_file():
+        previous = json.loads(previous_path.read_text(encoding="utf-8"))
+        if previous.get("base_weights") != record["base_weights"]:
+            warnings.warn(f"The checkpoint in {str(folder)!r} was made with other base weights: the head goes on "
+                          "training on other features, and the result will differ from an uninterrupted run. "
+                          "Resume with the same base (same weights file, or the same seed for weights=None).",
+                          stacklevel=4)
+        changed = sorted(key for key in settings if previous["settings"].get(key) != _plain(settings[key]))
+        if changed:
+            warnings.warn(f"Resuming the checkpoint in {str(folder)!r} with other settings ({', '.join(changed)}): "
+                          "the result will differ from an uninterrupted run.", stacklevel=4)
+    if resuming:
+        logger.info("Resuming from the checkpoint in %s (epoch %s)", folder, _checkpoint_epoch(folder))
+    _atomic_write_bytes(previous_path, json.dumps(_plain(record)).encode("utf-8"))
+    return resuming
+
+
+def _checkpoint_epoch(folder: Path) -> int | None:
+    """The number of finished epochs a BackupAndRestore folder holds, or None."""
+    path = folder / "training_metadata.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _stopping_record(callbacks: Sequence[keras.callbacks.Callback], epochs: int) -> dict[str, Any]:
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping):
+            stopped = int(callback.stopped_epoch)
+            return {"stopped_early": stopped > 0, "epochs_run": stopped + 1 if stopped else epochs,
+                    "best_epoch": int(callback.best_epoch) + 1}
+    return {"epochs_run": epochs}
+
+
+def _with_earlier_epochs(
+    history: dict[str, list[float]], callbacks: Sequence[keras.callbacks.Callback],
+) -> dict[str, list[float]]:
+    """``history`` preceded by the epochs a resumed run had finished before its interruption."""
+    earlier = next((callback.earlier for callback in callbacks if isinstance(callback, _RunState)), {})
+    if not earlier:
+        return history
+    return {name: earlier.get(name, [math.nan] * len(earlier.get("loss", ()))) + values
+            for name, values in history.items()}
+
+
+def _write_history_json(log_dir: Path, history: dict[str, list], record: dict[str, Any]) -> None:
+    """``history.json``: every epoch's metrics and the settings of the run."""
+    payload = {"history": _plain(history), "settings": _plain(record)}
+    _atomic_write_bytes(log_dir / "history.json", json.dumps(payload, indent=1).encode("utf-8"))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy scalars and arrays, tuples and paths made JSON-serialisable."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else value
+    return value
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(payload)
+    os.replace(partial, path)
+
+
+def _npz_bytes(arrays: Sequence[np.ndarray]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, *[np.asarray(array) for array in arrays])
+    return buffer.getvalue()
 
 
 def _manifest_digest(train_set: ImageSet, validation_set: ImageSet | None) -> str:
     """sha256 of what the model was trained on: split, path, label, patient and source of every image."""
+    import hashlib
+
     digest = hashlib.sha256()
     for split_name, split in (("train", train_set), ("validation", validation_set)):
         for record in split.records if split is not None else ():
@@ -233,20 +880,3 @@ def _check_data_fits_model(model: CxrClassifier, train_set: ImageSet, validation
                 f"shape {split.images.shape[1:3]}; load them with load_datasets(..., image_size={model.image_size})"
             )
             raise ValueError(message)
-
-
-def _callbacks(
-    extra: Sequence[keras.callbacks.Callback], checkpoint_dir: str | os.PathLike[str] | None,
-    progress: bool, epochs: int,
-) -> list[keras.callbacks.Callback]:
-    callbacks = []
-    if checkpoint_dir is not None:
-        # First, so that the epoch's state is backed up before any other callback can stop the run.
-        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.BackupAndRestore(os.fspath(checkpoint_dir)))
-    callbacks += list(extra)
-    if progress:
-        from tqdm.keras import TqdmCallback
-
-        callbacks.append(TqdmCallback(epochs=epochs, verbose=0, desc="Training"))
-    return callbacks

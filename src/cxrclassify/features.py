@@ -1,0 +1,384 @@
+"""Frozen-base feature maps: computed once, optionally kept on disk between runs.
+
+While a classifier's base is frozen its output for an image never changes, so
+:func:`~cxrclassify.train` runs the base once per image (and once per
+augmented *view* of each training image) and fits the head on the stored
+feature maps.
+
+:class:`FeatureCache` keeps them on disk, one ``.npy`` file per split and view,
+named by a sha256 key of everything the features depend on:
+
+* the content of the images (sha256 of their ``uint8`` bytes, shape included);
+* the architecture, the base's weights (sha256 of all its weight arrays), the
+  preprocessing mode, the image size and the base's dtype policy;
+* for augmented views (view index >= 1), the augmentation settings, the view
+  index and the seed. View 0 is the original image: it does not depend on
+  augmentation or seed, so un-augmented runs, validation splits and augmented
+  runs share it.
+
+Next to each ``<key>.npy`` a ``<key>.json`` index entry records these settings,
+the shape and the dtype; :meth:`FeatureCache.entries` lists them. Files are
+written to a temporary name and renamed into place (``os.replace``), so
+parallel processes never read a half-written file, and two processes computing
+the same entry both leave a valid file.
+
+Features are stored as **float32**, as the base computes them: the head then
+sees exactly what it would see through the full model, and cached and uncached
+training agree. They are memory-mapped when read, so a cache larger than
+memory still works. Size: ``N x views x h x w x c x 4`` bytes per split (VGG16
+at 237 px: 7 x 7 x 512 floats, 100 kB per image and view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from tqdm.auto import tqdm
+
+from .augment import AUGMENT_CHUNK, Augmentation, augmented_chunks, derive_seed
+from .models import CxrClassifier
+
+__all__ = ["FeatureCache", "extract_features", "view_features", "images_digest", "weights_digest", "feature_key"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the meaning of a cached file changes.
+CACHE_FORMAT = 1
+
+FEATURE_DTYPE = np.float32
+
+
+class FeatureCache:
+    """A folder of feature maps keyed by :func:`feature_key`.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        Where the ``.npy`` files and their ``.json`` index entries live (created
+        if missing).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from cxrclassify.features import FeatureCache
+    >>> cache = FeatureCache(tempfile.mkdtemp())
+    >>> cache.load("0" * 64) is None
+    True
+    >>> _ = cache.save("0" * 64, np.ones((2, 3), np.float32), {"arch": "demo"})
+    >>> cache.load("0" * 64).shape, [entry["arch"] for entry in cache.entries()]
+    ((2, 3), ['demo'])
+    """
+
+    def __init__(self, folder: str | os.PathLike[str]):
+        self.folder = Path(folder).expanduser()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.folder)!r})"
+
+    def path(self, key: str) -> Path:
+        """The ``.npy`` file of ``key``."""
+        return self.folder / f"{key}.npy"
+
+    def load(self, key: str) -> np.ndarray | None:
+        """The array stored under ``key`` (memory-mapped, read-only), or ``None``.
+
+        An unreadable entry (a file truncated by a full disk, say) is reported
+        with a warning and treated as missing.
+        """
+        path = self.path(key)
+        if not path.is_file() or not path.with_suffix(".json").is_file():
+            return None
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            warnings.warn(f"Ignoring unreadable cached features {str(path)!r}: {error}", stacklevel=2)
+            return None
+
+    def save(self, key: str, array: np.ndarray, info: dict[str, Any]) -> Path:
+        """Store ``array`` under ``key`` with its index entry ``info``; return the ``.npy`` path."""
+        path = self.path(key)
+        _atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+        entry = {**info, "key": key, "shape": list(array.shape), "dtype": str(array.dtype), "created": time.time()}
+        _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(entry, indent=1).encode()))
+        return path
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The index entries of every stored array."""
+        entries = []
+        for index_file in sorted(self.folder.glob("*.json")):
+            try:
+                entries.append(json.loads(index_file.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return entries
+
+
+def extract_features(
+    model: CxrClassifier, images: np.ndarray, *, batch_size: int = 16, progress: bool = True
+) -> np.ndarray:
+    """Run the model's preprocessing and base over ``images`` and return the feature maps.
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        The classifier whose base is run.
+    images : numpy.ndarray
+        ``(N, S, S, 3)`` RGB images in ``[0, 255]``.
+    batch_size : int, default 16
+        Images per forward pass.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, h, w, c)`` float32 feature maps, the head's input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.training import extract_features
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> extract_features(model, np.zeros((3, 32, 32, 3), np.uint8), progress=False).shape
+    (3, 1, 1, 512)
+    """
+    with tqdm(total=len(images), desc=f"Features ({model.arch})", unit="image", disable=not progress) as bar:
+        return _compute_view(model, images, 0, None, 0, batch_size, bar)
+
+
+def view_features(
+    model: CxrClassifier,
+    images: np.ndarray,
+    *,
+    views: int = 1,
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+    cache: FeatureCache | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[np.ndarray]:
+    """The feature maps of ``views`` versions of every image: the original, then augmented ones.
+
+    View 0 is the images themselves; view ``v >= 1`` is
+    ``augment_images(images, augmentation, seed=derive_seed(seed, "view", v))``
+    (see :mod:`cxrclassify.augment`).
+    With a ``cache``, views already stored are read back instead of computed,
+    and new ones are stored.
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        The classifier whose (frozen) base is run.
+    images : numpy.ndarray
+        ``(N, S, S, 3)`` ``uint8`` RGB images.
+    views : int, default 1
+        Number of views, the original included.
+    augmentation : Augmentation, optional
+        Needed when ``views > 1``.
+    seed : int, default 0
+        Seed of the augmented views.
+    cache : FeatureCache, optional
+        Where to look for, and store, the features.
+    batch_size : int, default 16
+        Images per forward pass.
+    progress : bool, default True
+        Show a progress bar over the images still to compute.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        ``views`` float32 arrays of shape ``(N, h, w, c)`` (memory-mapped when
+        read from the cache).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.augment import Augmentation
+    >>> from cxrclassify.features import view_features
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    >>> features = view_features(model, images, views=3, augmentation=Augmentation(), progress=False)
+    >>> len(features), features[0].shape
+    (3, (2, 1, 1, 512))
+    """
+    if views < 1 or (views > 1 and augmentation is None):
+        message = (f"Expected views=1, or views > 1 with an augmentation. "
+                   f"Received: views={views}, augmentation={augmentation}")
+        raise ValueError(message)
+    identity = _identity(model, images) if cache is not None else None
+    found: dict[int, np.ndarray] = {}
+    if cache is not None:
+        for view in range(views):
+            stored = cache.load(feature_key(identity, view, augmentation, seed))
+            if stored is not None and stored.shape[0] == len(images):
+                found[view] = stored
+        if found:
+            logger.info("Read %d of %d feature views of %d images from %s", len(found), views, len(images), cache)
+    missing = [view for view in range(views) if view not in found]
+    bar = tqdm(total=len(missing) * len(images), desc=f"Features ({model.arch})", unit="image",
+               disable=not progress or not missing)
+    with bar:
+        for view in missing:
+            found[view] = _compute_view(model, images, view, augmentation, seed, batch_size, bar)
+            if cache is not None:
+                key = feature_key(identity, view, augmentation, seed)
+                cache.save(key, found[view], _index_entry(identity, view, augmentation, seed))
+    return [found[view] for view in range(views)]
+
+
+def images_digest(images: np.ndarray) -> str:
+    """sha256 of the images' bytes, shape and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.features import images_digest
+    >>> len(images_digest(np.zeros((1, 4, 4, 3), np.uint8)))
+    64
+    """
+    images = np.ascontiguousarray(images)
+    digest = hashlib.sha256(f"{images.shape}|{images.dtype.str}|".encode())
+    digest.update(memoryview(images).cast("B"))
+    return digest.hexdigest()
+
+
+def weights_digest(model: CxrClassifier) -> str:
+    """sha256 of all the base's weight arrays (names, shapes, dtypes and values), in order.
+
+    Examples
+    --------
+    >>> import cxrclassify
+    >>> from cxrclassify.features import weights_digest
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> weights_digest(model) == weights_digest(model)
+    True
+    """
+    digest = hashlib.sha256()
+    for variable in model.base.weights:
+        values = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
+        digest.update(f"{variable.path}|{values.shape}|{values.dtype.str}|".encode())
+        digest.update(memoryview(values).cast("B"))
+    return digest.hexdigest()
+
+
+def feature_key(identity: dict[str, Any], view: int, augmentation: Augmentation | None, seed: int) -> str:
+    """The cache key of one view of one split: sha256 of what its features depend on.
+
+    Parameters
+    ----------
+    identity : dict
+        ``images`` (:func:`images_digest`), ``arch``, ``base_weights``
+        (:func:`weights_digest`), ``preprocessing``, ``image_size`` and
+        ``dtype_policy``.
+    view : int
+        View index; 0 is the original images, whose key ignores
+        ``augmentation`` and ``seed``.
+    augmentation : Augmentation or None
+        The augmentation of views ``>= 1``.
+    seed : int
+        The seed of views ``>= 1``.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Examples
+    --------
+    >>> from cxrclassify.augment import Augmentation
+    >>> from cxrclassify.features import feature_key
+    >>> identity = {"images": "ab", "arch": "vgg16", "base_weights": "cd", "preprocessing": "caffe", "image_size": 32}
+    >>> feature_key(identity, 0, Augmentation(), 1) == feature_key(identity, 0, None, 2)
+    True
+    >>> feature_key(identity, 1, Augmentation(), 1) == feature_key(identity, 1, Augmentation(), 2)
+    False
+    """
+    entry = _index_entry(identity, view, augmentation, seed)
+    return hashlib.sha256(json.dumps(entry, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _index_entry(identity: dict[str, Any], view: int, augmentation: Augmentation | None, seed: int) -> dict[str, Any]:
+    augmented = view > 0
+    return {
+        "format": CACHE_FORMAT,
+        **identity,
+        "view": int(view),
+        "augmentation": augmentation.to_dict() if augmented and augmentation is not None else None,
+        "seed": int(seed) if augmented else None,
+        "augment_chunk": AUGMENT_CHUNK if augmented else None,
+        "dtype": np.dtype(FEATURE_DTYPE).name,
+    }
+
+
+def _identity(model: CxrClassifier, images: np.ndarray) -> dict[str, Any]:
+    return {
+        "images": images_digest(images),
+        "arch": model.arch,
+        "base_weights": weights_digest(model),
+        "preprocessing": model.preprocessing,
+        "image_size": int(model.image_size),
+        "dtype_policy": _dtype_policy(model),
+    }
+
+
+def _dtype_policy(model: CxrClassifier) -> str:
+    policy = getattr(model.base, "dtype_policy", None)
+    return str(getattr(policy, "name", policy))
+
+
+def _compute_view(
+    model: CxrClassifier, images: np.ndarray, view: int, augmentation: Augmentation | None, seed: int,
+    batch_size: int, bar: tqdm,
+) -> np.ndarray:
+    if view == 0:
+        chunks = [images]
+    else:
+        chunks = augmented_chunks(images, augmentation, seed=derive_seed(seed, "view", view))
+    parts = [
+        _features_of_batch(model, chunk[first:first + batch_size], bar)
+        for chunk in chunks
+        for first in range(0, len(chunk), batch_size)
+    ]
+    if not parts:
+        return np.zeros((0, *model.head.input_shape[1:]), dtype=FEATURE_DTYPE)
+    return np.concatenate(parts)
+
+
+def _features_of_batch(model: CxrClassifier, images: np.ndarray, bar: tqdm) -> np.ndarray:
+    features = keras.ops.convert_to_numpy(model.features(images.astype(np.float32)))
+    bar.update(len(images))
+    return features.astype(FEATURE_DTYPE, copy=False)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through ``write(handle)`` to a temporary file next to ``path``, then rename it into place."""
+    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    try:
+        with handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.replace(handle.name, path)
+        except PermissionError:
+            # Windows: another process holds the entry open (memory-mapped); it wrote the same content.
+            if not path.exists():
+                raise
+            Path(handle.name).unlink(missing_ok=True)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
