@@ -65,6 +65,7 @@ SCRIPT = textwrap.dedent(
             "metadata": {key: model.metadata["training"][key] for key in ("cached_features", "replicas", "strategy")},
             "predicted": model.predict(validation_images, batch_size=16, verbose=0).tolist(),
             "called": np.asarray(model(validation_images)).tolist(),
+            "library_predicted": cxrclassify.predict(model, validation_images[:7]).probabilities.tolist(),
         }
     outside = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16)
     errors = []
@@ -97,6 +98,8 @@ def _check_training(run: dict, cached: bool, replicas: int) -> None:
     assert predicted.shape == (10, 2)
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(predicted, np.asarray(run["called"]), atol=1e-5)
+    # cxrclassify.predict gives one row per image under the strategy, an odd count included.
+    np.testing.assert_allclose(np.asarray(run["library_predicted"]), np.asarray(run["called"])[:7], atol=1e-5)
     assert run["val_accuracy"][-1] >= 0.8  # the toy classes differ by brightness: easy
 
 
