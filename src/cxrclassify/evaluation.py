@@ -29,7 +29,6 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     log_loss,
-    precision_recall_fscore_support,
     roc_auc_score,
 )
 
@@ -948,9 +947,7 @@ def fit_temperature(model: CxrClassifier, validation_set: ImageSet | DatasetSpli
     >>> temperature > 0, model.temperature  # the model is unchanged
     (True, 1.0)
     """
-    split = validation_set.validation if isinstance(validation_set, DatasetSplits) else validation_set
-    _check_split(model, split, "fit the temperature on")
-    temperature, problem = _fit_temperature(_logits(model, split.images, batch_size), split.labels)
+    temperature, problem, _ = _fit_on_validation(model, validation_set, batch_size)
     if problem:
         warnings.warn(problem, stacklevel=2)
     return temperature
@@ -993,15 +990,23 @@ def calibrate(model: CxrClassifier, validation_set: ImageSet | DatasetSplits, *,
     >>> model.temperature == temperature
     True
     """
-    split = validation_set.validation if isinstance(validation_set, DatasetSplits) else validation_set
-    _check_split(model, split, "fit the temperature on")
-    temperature, problem = _fit_temperature(_logits(model, split.images, batch_size), split.labels)
+    temperature, problem, split = _fit_on_validation(model, validation_set, batch_size)
     if problem:
         warnings.warn(problem, stacklevel=2)
     model.temperature = temperature
     model.metadata["calibration"] = {"method": "temperature scaling", "temperature": temperature,
                                      "fitted_on": f"validation split, {len(split)} images"}
     return temperature
+
+
+def _fit_on_validation(
+    model: CxrClassifier, validation_set: ImageSet | DatasetSplits, batch_size: int
+) -> tuple[float, str, ImageSet]:
+    """Fit the temperature on a validation split: (temperature, warning text or "", the split used)."""
+    split = validation_set.validation if isinstance(validation_set, DatasetSplits) else validation_set
+    _check_split(model, split, "fit the temperature on")
+    temperature, problem = _fit_temperature(_logits(model, split.images, batch_size), split.labels)
+    return temperature, problem, split
 
 
 def _fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = (0.05, 20.0)) -> tuple[float, str]:
