@@ -81,7 +81,7 @@ html_theme_options = {
     "description": "Chest X-ray classification by transfer learning, explained with Grad-CAM",
     "fixed_sidebar": True,
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
 html_title = f"cxrclassify {release}"
 
 
