@@ -11,8 +11,7 @@ The five calls::
 Not a diagnostic device: see the documentation on what the numbers do and do not show.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .datasets import load_datasets
 from .evaluation import Evaluation, calibrate, evaluate, evaluate_predictions, fit_temperature
 from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
@@ -36,10 +35,6 @@ from .plots import (
 )
 from .training import train
 
-try:
-    __version__ = version("cxrclassify")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 __all__ = [
     "CxrClassifier",

@@ -46,6 +46,7 @@ import platformdirs
 import requests
 from tqdm.auto import tqdm
 
+from ._version import __version__
 from .exceptions import ChecksumError, DataError, DownloadError
 
 __all__ = [
@@ -519,12 +520,7 @@ _RETRYABLE_ERRORS = (
 
 
 def _user_agent() -> str:
-    try:
-        from importlib.metadata import version
-
-        return f"cxrclassify/{version('cxrclassify')} (+python-requests/{requests.__version__})"
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        return f"cxrclassify (+python-requests/{requests.__version__})"
+    return f"cxrclassify/{__version__} (+python-requests/{requests.__version__})"
 
 
 def _progress_bar(total: int | None, initial: int, label: str, progress: bool) -> tqdm:

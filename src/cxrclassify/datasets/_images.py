@@ -115,6 +115,13 @@ def to_rgb_uint8(image: ImageInput) -> np.ndarray:
     be ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)``; integer arrays
     wider than 8 bits are scaled from their own range, float arrays are read as
     ``[0, 1]`` when their maximum is at most 1 and as ``[0, 255]`` otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.datasets import to_rgb_uint8
+    >>> to_rgb_uint8(np.zeros((4, 5), np.uint16)).shape
+    (4, 5, 3)
     """
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
@@ -130,7 +137,15 @@ def to_rgb_uint8(image: ImageInput) -> np.ndarray:
 
 
 def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Resize an RGB ``uint8`` array to ``size`` (an int for a square, or ``(height, width)``)."""
+    """Resize an RGB ``uint8`` array to ``size`` (an int for a square, or ``(height, width)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.datasets import resize
+    >>> resize(np.zeros((50, 80, 3), np.uint8), 32).shape
+    (32, 32, 3)
+    """
     height, width = (size, size) if isinstance(size, int) else size
     if image.shape[:2] == (height, width):
         return image

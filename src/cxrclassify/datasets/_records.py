@@ -78,7 +78,14 @@ def parse_age(value: object) -> float | None:
 
 
 def as_samples(records: Iterable[object]) -> list[Sample]:
-    """Turn ``Sample`` objects or ``(path, label[, group[, source]])`` tuples into samples."""
+    """Turn ``Sample`` objects or ``(path, label[, group[, source]])`` tuples into samples.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import as_samples
+    >>> as_samples([("a.png", "normal", "p1")])[0].group
+    'p1'
+    """
     samples = []
     for position, record in enumerate(records):
         if isinstance(record, Sample):
@@ -249,7 +256,16 @@ def write_manifest(rows: Iterable[dict[str, str]], path: str | os.PathLike[str])
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a manifest CSV written by :func:`write_manifest`."""
+    """Read a manifest CSV written by :func:`write_manifest`.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify.datasets import read_manifest, write_manifest
+    >>> path = write_manifest([{"path": "a.png", "label": "normal"}], pathlib.Path(tempfile.mkdtemp()) / "m.csv")
+    >>> read_manifest(path)[0]["label"]
+    'normal'
+    """
     path = Path(path)
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)

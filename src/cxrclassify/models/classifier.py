@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import keras
 from keras import ops
 
+from .._version import __version__
 from ..exceptions import ModelError, WeightsUnavailableError
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
@@ -295,17 +296,8 @@ def build_model(
         dropout=dropout,
         base_weights=weights,
         base_trainable=trainable_blocks if trainable_blocks is not None else not freeze_base,
-        metadata={"base_weights": weights_description, "cxrclassify_version": _library_version()},
+        metadata={"base_weights": weights_description, "cxrclassify_version": __version__},
     )
-
-
-def _library_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("cxrclassify")
-    except PackageNotFoundError:  # pragma: no cover - a source tree without install
-        return "unknown"
 
 
 def _layer_blocks(base: keras.Model, spec: ArchSpec) -> dict[str, str | None]:
