@@ -304,6 +304,10 @@ def test_by_age_group_counts_add_up(rng):
                     "recall"} <= set(values)
             matrix = values["confusion_matrix"]
             assert values["recall"]["normal"] == pytest.approx(matrix[1, 1] / matrix[1].sum())
+            assert values["precision"]["normal"] == pytest.approx(matrix[1, 1] / matrix[:, 1].sum())
+            negatives = np.delete(np.delete(matrix, 1, axis=0), 1, axis=1).sum()
+            assert values["specificity"]["normal"] == pytest.approx(negatives / np.delete(matrix, 1, axis=0).sum())
+            assert 0.0 <= values["macro_f1"] <= 1.0
     assert "age child (<18)" in result.summary() and "source unknown" in result.summary()
     assert evaluate_predictions(labels, probabilities, CLASSES, n_bootstrap=0).by_age_group == {}
 

@@ -287,8 +287,10 @@ class Evaluation:
     by_source : dict of str to dict
         For each image source (``"unknown"`` where not recorded): ``n_images``,
         ``n_correct``, ``accuracy``, ``accuracy_ci``, ``confusion_matrix``,
-        ``balanced_accuracy``, and per class ``recall`` and ``recall_ci`` (``nan``
-        for a class with no image from the source).
+        ``balanced_accuracy``, ``macro_f1`` (over the classes present in the
+        source's labels or predictions), and per class ``recall``, ``recall_ci``,
+        ``specificity`` and ``precision`` (``nan`` where undefined, for instance
+        the recall of a class with no image from the source).
     predictions : Predictions or None
         The predictions the metrics were computed from (set by :func:`evaluate`).
     precision_ci, recall_ci : dict of str to tuple of float
@@ -755,7 +757,17 @@ def _subset_metrics(labels: np.ndarray, predicted: np.ndarray, class_names: list
         "recall": {name: _ratio(matrix[i, i], support[i]) for i, name in enumerate(class_names)},
         "recall_ci": {name: wilson_interval(matrix[i, i], support[i], confidence)
                       for i, name in enumerate(class_names)},
+        "specificity": {name: _ratio(n_images - support[i] - (matrix[:, i].sum() - matrix[i, i]),
+                                     n_images - support[i]) for i, name in enumerate(class_names)},
+        "precision": {name: _ratio(matrix[i, i], matrix[:, i].sum()) for i, name in enumerate(class_names)},
+        "macro_f1": _present_classes_f1(labels, predicted),
     }
+
+
+def _present_classes_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro F1 over the classes present in ``labels`` or ``predicted`` (a source may lack some classes)."""
+    present = sorted(set(labels.tolist()) | set(predicted.tolist()))
+    return float(f1_score(labels, predicted, labels=present, average="macro", zero_division=0)) if present else float("nan")
 
 
 def _breakdown_line(kind: str, name: str, values: dict[str, Any], class_names: list[str]) -> str:
@@ -763,6 +775,7 @@ def _breakdown_line(kind: str, name: str, values: dict[str, Any], class_names: l
                         if np.isfinite(values["recall"][cls]))
     return (f"{kind} {name}: accuracy {format_ci(values['accuracy'], values['accuracy_ci'])}, "
             f"{values['n_correct']} of {values['n_images']}; balanced accuracy {values['balanced_accuracy']:.1%}; "
+            f"macro F1 {values['macro_f1']:.3f}; "
             f"sensitivity {recalls}")
 
 
