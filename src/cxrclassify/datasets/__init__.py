@@ -4,7 +4,14 @@ Fetching (``fetch``, the cache, mirrors) lives in :mod:`cxrclassify._download`
 and is re-exported here.
 """
 
-from .._download import RemoteFile, cache_info, clear_data_home, extract_archive, fetch, get_data_home
+from .._download import (
+    RemoteFile,
+    cache_info,
+    clear_data_home,
+    extract_archive,
+    fetch,
+    get_data_home,
+)
 from ._dicom import read_dicom
 from ._images import IMAGE_SUFFIXES, read_image, resize, to_rgb_uint8
 from ._load import (
@@ -16,38 +23,59 @@ from ._load import (
     sample_dir,
     sample_records,
 )
-from ._records import DatasetSplits, ImageSet, Sample, as_samples, parse_age, read_manifest, write_manifest
-from .composite import soares2020_records, warn_if_sources_confound
+from ._records import (
+    DatasetSplits,
+    ImageSet,
+    Sample,
+    as_samples,
+    parse_age,
+    read_manifest,
+    write_manifest,
+)
+from .composite import (
+    adult_controls_records,
+    describe_composition,
+    format_composition,
+    soares2020_records,
+    warn_if_confounded,
+    warn_if_sources_confound,
+)
 from .folder import records_from_folder
 from .ieee8023 import IEEE8023_COMMIT, ieee8023_records
 from .kermany import kermany_records
+from .nih import nih_records, read_nih_labels
 from .splits import DuplicatePair, find_cross_split_duplicates, stratified_group_split
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
-    "DatasetSplits",
-    "DuplicatePair",
     "IEEE8023_COMMIT",
     "IMAGE_SUFFIXES",
+    "DatasetSplits",
+    "DuplicatePair",
     "ImageSet",
     "RemoteFile",
     "Sample",
+    "adult_controls_records",
     "as_samples",
     "cache_info",
     "clear_data_home",
     "decode_records",
+    "describe_composition",
     "extract_archive",
     "fetch",
     "find_cross_split_duplicates",
+    "format_composition",
     "get_data_home",
     "ieee8023_records",
     "kermany_records",
     "list_recipes",
     "load_datasets",
+    "nih_records",
     "parse_age",
     "read_dicom",
     "read_image",
     "read_manifest",
+    "read_nih_labels",
     "records_from_folder",
     "register_recipe",
     "resize",
@@ -56,6 +84,7 @@ __all__ = [
     "soares2020_records",
     "stratified_group_split",
     "to_rgb_uint8",
+    "warn_if_confounded",
     "warn_if_sources_confound",
     "write_manifest",
 ]
