@@ -1,4 +1,4 @@
-"""Figures: training curves, confusion matrices, ROC curves and reliability diagrams.
+"""Figures: training curves, confusion matrices, ROC curves, reliability diagrams and class activation maps.
 
 Figures are made with :class:`matplotlib.figure.Figure` directly, not through
 ``pyplot``, so the library never touches a user's global plotting state. The
@@ -13,15 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from .datasets._images import to_rgb_uint8
 from .evaluation import format_ci
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluation import Evaluation
 
 __all__ = [
+    "plot_cam_grid",
     "plot_confusion_matrix",
     "plot_history",
     "plot_reliability_diagram",
@@ -312,6 +317,106 @@ def save_evaluation_figures(
     return written
 
 
+def plot_cam_grid(
+    images: Sequence[object],
+    heatmaps: Sequence[np.ndarray],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    titles: Sequence[str] | None = None,
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    pairs_per_row: int = 2,
+    overlay_title: str | Sequence[str] = "class activation map",
+) -> Figure:
+    """Plot X-rays beside their class activation maps, pair by pair, as Figure 4 of Soares & Soares (2020).
+
+    Each image is shown twice, side by side: as it is (titled with ``titles``,
+    for instance its name, predicted class and probability) and with its
+    heatmap laid over it in ``colormap``. One colour bar, for the map values,
+    serves the whole figure.
+
+    Parameters
+    ----------
+    images : sequence of arrays, paths or PIL images
+        The X-rays (grayscale or RGB, any size).
+    heatmaps : sequence of numpy.ndarray
+        One ``(h, w)`` map in ``[0, 1]`` per image, as :func:`~cxrclassify.explain.grad_cam`
+        returns; stretched over its image if its size differs.
+    path : path, optional
+        Also write the figure there; the suffix chooses the format.
+    titles : sequence of str, optional
+        One title per image, above the plain X-ray.
+    alpha : float, default 0.4
+        Opacity of the heatmap.
+    colormap : str, default "jet"
+        Name of a matplotlib colormap.
+    pairs_per_row : int, default 2
+        Image-and-overlay pairs per row.
+    overlay_title : str or sequence of str, default "class activation map"
+        Title above every overlay, or one per image (for instance the method and
+        the class explained).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure (made without ``pyplot``: safe with any backend).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from cxrclassify.plots import plot_cam_grid
+    >>> images = [np.zeros((40, 30), np.uint8), np.full((20, 20, 3), 90, np.uint8), np.zeros((8, 8), np.uint8)]
+    >>> heatmaps = [np.eye(4), np.ones((20, 20)), np.zeros((8, 8))]
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "grid.png"
+    >>> figure = plot_cam_grid(images, heatmaps, out, titles=["a: covid19 (0.91)", "b", "c"])
+    >>> out.is_file(), len(figure.axes)  # 2 rows of 2 pairs, and the colour bar
+    (True, 9)
+    """
+    images, heatmaps = list(images), [np.asarray(heatmap, dtype=np.float32) for heatmap in heatmaps]
+    if not images or len(images) != len(heatmaps):
+        message = (f"Expected one heatmap per image, and at least one image. "
+                   f"Received: {len(images)} images and {len(heatmaps)} heatmaps")
+        raise ValueError(message)
+    if titles is not None and len(titles) != len(images):
+        message = f"Expected one title per image ({len(images)}). Received: {len(titles)} titles"
+        raise ValueError(message)
+    overlay_titles = [overlay_title] * len(images) if isinstance(overlay_title, str) else list(overlay_title)
+    if len(overlay_titles) != len(images):
+        message = f"Expected one overlay title, or one per image ({len(images)}). Received: {len(overlay_titles)}"
+        raise ValueError(message)
+    if not 0.0 <= alpha <= 1.0:
+        message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
+        raise ValueError(message)
+    if isinstance(pairs_per_row, bool) or not isinstance(pairs_per_row, int) or pairs_per_row < 1:
+        message = f"Expected pairs_per_row to be a positive integer. Received: pairs_per_row={pairs_per_row!r}"
+        raise ValueError(message)
+    cmap = _get_colormap(colormap)
+    pairs = min(pairs_per_row, len(images))
+    rows = -(-len(images) // pairs)
+    figure = Figure(figsize=(2.6 * 2 * pairs + 0.8, 2.9 * rows), layout="constrained")
+    grid = np.asarray(figure.subplots(rows, 2 * pairs, squeeze=False))
+    for axes in grid.ravel():
+        axes.set_axis_off()
+    for index, (image, heatmap) in enumerate(zip(images, heatmaps)):
+        if heatmap.ndim != 2:
+            message = f"Expected each heatmap to be a 2-D array. Received: heatmap {index} of shape {heatmap.shape}"
+            raise ValueError(message)
+        rgb = to_rgb_uint8(image)
+        height, width = rgb.shape[:2]
+        plain, overlaid = grid[index // pairs, 2 * (index % pairs)], grid[index // pairs, 2 * (index % pairs) + 1]
+        plain.imshow(rgb)
+        overlaid.imshow(rgb)
+        overlaid.imshow(np.clip(np.nan_to_num(heatmap), 0.0, 1.0), cmap=cmap, vmin=0.0, vmax=1.0, alpha=alpha,
+                        interpolation="bilinear", extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+        plain.set_title(titles[index] if titles is not None else f"image {index}", fontsize="small")
+        overlaid.set_title(overlay_titles[index], fontsize="small")
+    figure.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=list(grid.ravel()), shrink=0.6,
+                    label="map value")
+    if path is not None:
+        _save(figure, path)
+    return figure
+
+
 def _labels_and_probabilities(evaluation: "Evaluation") -> tuple[np.ndarray, np.ndarray]:
     labels = getattr(evaluation, "labels", None)
     probabilities = getattr(evaluation, "probabilities", None)
@@ -339,3 +444,13 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, format=file_format)
     return path
+
+
+def _get_colormap(name: str) -> Colormap:
+    """The matplotlib colormap called ``name``, or a ValueError naming some valid ones."""
+    try:
+        return colormaps[name]
+    except (KeyError, TypeError):
+        message = (f"Expected the name of a matplotlib colormap, such as 'jet', 'inferno', 'viridis' or 'gray'. "
+                   f"Received: colormap={name!r}")
+        raise ValueError(message) from None

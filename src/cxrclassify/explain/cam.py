@@ -1,72 +1,135 @@
-"""Grad-CAM through the classifier's nested, frozen base.
+"""Class activation maps (Grad-CAM, Grad-CAM++, Score-CAM) through the classifier's nested base.
 
 The usual way of computing Grad-CAM on a transfer-learning model (asking the
 outer model for an inner layer's output) fails with a "graph disconnected" error
 or returns ``None`` gradients, because the base is a model nested inside the
-classifier. Here the base is split where Grad-CAM needs it: one model from the
-base's input to both its last convolutional layer and its output; the head is
-then applied to that output inside the same gradient tape.
+classifier. Here the base is split where the map is taken: one model from the
+base's input to both the chosen layer's output and the base's output; the head
+is then applied to that output inside the same gradient tape.
+
+Every method works on a batch at once: :func:`class_activation_maps` takes an
+``(N, S, S, 3)`` batch at the model's input size and returns ``(N, S, S)`` maps
+with one forward (and, for the gradient methods, one backward) pass;
+:func:`grad_cam` takes anything :func:`~cxrclassify.inference.predict` takes and returns
+maps at each image's own size.
 """
 
 from __future__ import annotations
 
+import csv
+import logging
 import os
+import re
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from matplotlib import colormaps
 from PIL import Image
 
 from ..datasets._images import ImageInput, resize, to_rgb_uint8
+from ..inference import PredictInput, Predictions, _expand_inputs
 from ..models import CxrClassifier
+from ..plots import _get_colormap, plot_cam_grid
 
-__all__ = ["grad_cam", "overlay_heatmap", "save_gradcam_overlay"]
+__all__ = [
+    "CAM_METHODS",
+    "class_activation_maps",
+    "explain_images",
+    "grad_cam",
+    "overlay_heatmap",
+    "save_gradcam_overlay",
+]
 
-_CAM_MODELS: "weakref.WeakKeyDictionary[CxrClassifier, dict[str, keras.Model]]" = weakref.WeakKeyDictionary()
+logger = logging.getLogger(__name__)
+
+#: Names of the class-activation-map methods: Grad-CAM, Grad-CAM++ and Score-CAM.
+CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
+
+_METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
+
+#: Masked images scored per forward pass by Score-CAM.
+_SCORECAM_CHUNK = 64
+
+_CAM_MODELS: weakref.WeakKeyDictionary[CxrClassifier, dict[str, keras.Model]] = weakref.WeakKeyDictionary()
 
 
 def grad_cam(
     model: CxrClassifier,
-    image: ImageInput,
-    class_index: int | None = None,
+    images: PredictInput,
+    class_index: int | Sequence[int] | None = None,
     *,
+    method: str = "gradcam",
     layer: str | None = None,
-) -> np.ndarray:
-    """Grad-CAM heatmap of one image for the predicted (or a given) class.
+    batch_size: int = 16,
+    max_channels: int = 256,
+) -> np.ndarray | list[np.ndarray]:
+    """Class activation maps of one or many images, for the predicted (or a given) class.
 
-    The gradient of the class's logit (not the saturated softmax) with respect
-    to the last convolutional layer's feature maps weighs those maps; their
-    positive weighted sum, scaled to ``[0, 1]`` and resized to the image's own
-    size, is the heatmap (Selvaraju et al., ICCV 2017).
+    ``method="gradcam"`` (the default) is Grad-CAM (Selvaraju et al., ICCV
+    2017): the gradient of the class's logit (not the saturated softmax) with
+    respect to a convolutional layer's feature maps, averaged over positions,
+    weighs those maps; their positive weighted sum is the map.
+    ``"gradcam++"`` (Chattopadhay et al., WACV 2018) weighs each position's
+    positive gradient by the closed-form coefficients for an exponential of the
+    logit, which spreads the map over several instances of the evidence.
+    ``"scorecam"`` (Wang et al., CVPR Workshops 2020) uses no gradient: each
+    channel's activation map, upsampled and scaled to ``[0, 1]``, masks the image,
+    and how much the class's logit for the masked image exceeds its logit for a
+    black image is the channel's weight (zero where it does not exceed it).
+
+    Images are decoded, resized to the model's input size and explained
+    ``batch_size`` at a time, each batch with one forward and backward pass
+    (see :func:`class_activation_maps`); each map is then resized to its
+    image's own size.
 
     Parameters
     ----------
     model : CxrClassifier
-        A classifier from :func:`~cxrclassify.build_model`.
-    image : path, PIL image or numpy array
-        One chest X-ray of any size and mode.
-    class_index : int, optional
-        Class to explain; the predicted class when omitted.
+        A classifier from :func:`~cxrclassify.models.build_model`.
+    images : path, folder, PIL image, numpy array, ImageSet or list of these
+        What :func:`~cxrclassify.inference.predict` takes: one image (a file path, a PIL
+        image, an ``(H, W)`` or ``(H, W, C)`` array), an ``(N, H, W, C)`` or
+        ``(N, H, W)`` batch array, or a folder, an
+        :class:`~cxrclassify.datasets.ImageSet` or a list.
+    class_index : int or sequence of int, optional
+        Class explained: one int for every image, or one per image; the
+        predicted class of each image when omitted.
+    method : {"gradcam", "gradcam++", "scorecam"}, default "gradcam"
+        How the map is computed (see above).
     layer : str, optional
-        Name of a convolutional layer of the base; the architecture's last
-        convolutional layer when omitted.
+        Name of a 4-D layer of the base; the architecture's last convolutional
+        layer when omitted.
+    batch_size : int, default 16
+        Images decoded and explained at a time; bounds memory.
+    max_channels : int, default 256
+        Score-CAM only: the number of channels (those with the highest mean
+        activation) whose masked images are scored, per image.
 
     Returns
     -------
-    numpy.ndarray
-        ``(H, W)`` float32 heatmap in ``[0, 1]`` at the image's original size.
-        All zeros when no location raises the class's score.
+    numpy.ndarray or list of numpy.ndarray
+        float32 maps in ``[0, 1]`` at each image's original size: one ``(H, W)``
+        map for one image, an ``(N, H, W)`` array for a batch array, a list of
+        ``(H_i, W_i)`` maps, in input order, for a folder, an ImageSet or a list.
+        A map is all zeros when no location raises the class's score (it is
+        not rescaled from nothing).
 
     Raises
     ------
     ValueError
-        If ``class_index`` is out of range or ``layer`` is not in the base.
+        If ``method`` is unknown, a class index is out of range or ``layer`` is
+        not a 4-D layer of the base.
+    cxrclassify.exceptions.DataError
+        If there is no image, or a folder holds none.
+    cxrclassify.exceptions.ImageDecodeError
+        If an image cannot be decoded (the message names the file).
 
     Examples
     --------
+    >>> import numpy as np
     >>> import cxrclassify
     >>> from cxrclassify.datasets import sample_records
     >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=64)
@@ -76,62 +139,445 @@ def grad_cam(
     True
     >>> 0.0 <= float(heatmap.min()) and float(heatmap.max()) <= 1.0
     True
+    >>> cxrclassify.grad_cam(model, np.zeros((3, 50, 40), np.uint8), class_index=[0, 1, 2]).shape
+    (3, 50, 40)
     """
-    rgb = to_rgb_uint8(image)
-    batch = resize(rgb, model.image_size)[None].astype(np.float32)
-    if class_index is not None and not 0 <= int(class_index) < model.num_classes:
-        message = (
-            f"Expected class_index between 0 and {model.num_classes - 1}. Received: class_index={class_index}"
-        )
+    method = _check_method(method)
+    _check_positive(batch_size, "batch_size")
+    _cam_model(model, layer or model.spec.last_conv_layer)  # a bad layer fails before any decoding
+    _, items = _expand_inputs(images)
+    chosen = _check_class_indices(model, class_index, len(items), "class_index")
+    heatmaps = [
+        heatmap
+        for batch in _decoded_batches(model, items, batch_size)
+        for heatmap in _batch_heatmaps(model, batch, chosen, method, layer, max_channels)
+    ]
+    if _is_single_image(images):
+        return heatmaps[0]
+    if isinstance(images, np.ndarray):
+        return np.stack(heatmaps)
+    return heatmaps
+
+
+def _is_single_image(images: object) -> bool:
+    """Whether ``grad_cam`` returns one map for ``images`` (``predict``'s rule for one image)."""
+    if isinstance(images, (str, os.PathLike)):
+        return not Path(images).is_dir()
+    if isinstance(images, Image.Image):
+        return True
+    if isinstance(images, np.ndarray):
+        return images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4))
+    return False
+
+
+class _Batch:
+    """Images decoded at their own size, their indices in the input, and the batch at the model's size."""
+
+    def __init__(self, start: int, originals: list[np.ndarray], inputs: np.ndarray):
+        self.start = start
+        self.originals = originals
+        self.inputs = inputs
+
+    @property
+    def indices(self) -> slice:
+        return slice(self.start, self.start + len(self.originals))
+
+
+def _decoded_batches(model: CxrClassifier, items: list[object], batch_size: int):
+    for start in range(0, len(items), batch_size):
+        originals = [to_rgb_uint8(item) for item in items[start:start + batch_size]]
+        yield _Batch(start, originals, np.stack([resize(rgb, model.image_size) for rgb in originals]))
+
+
+def _batch_heatmaps(
+    model: CxrClassifier, batch: _Batch, chosen: np.ndarray | None, method: str, layer: str | None, max_channels: int
+) -> list[np.ndarray]:
+    classes = None if chosen is None else chosen[batch.indices]
+    maps = class_activation_maps(model, batch.inputs, classes, method=method, layer=layer, max_channels=max_channels)
+    return [_resize_heatmap(heatmap, rgb.shape[:2]) for heatmap, rgb in zip(maps, batch.originals)]
+
+
+def explain_images(
+    model: CxrClassifier,
+    images: PredictInput,
+    out: str | os.PathLike[str],
+    *,
+    method: str = "gradcam",
+    class_index: int | Sequence[int] | None = None,
+    layer: str | None = None,
+    alpha: float = 0.4,
+    colormap: str = "jet",
+    grid: bool = True,
+    grid_size: int = 16,
+    batch_size: int = 16,
+    max_channels: int = 256,
+) -> list[Path]:
+    """Classify and explain images; write overlays, raw maps, a grid figure and a CSV of predictions.
+
+    For image ``i`` (in input order) it writes ``NNNN_<name>_overlay.png`` (the
+    map over the X-ray, see :func:`overlay_heatmap`) and ``NNNN_<name>_map.npy``
+    (the ``(H, W)`` float32 map at the image's size); then ``predictions.csv``
+    (``input``, ``label``, one probability column per class, ``explained`` (the
+    class the map is for), ``overlay``, ``map``) and, with ``grid``,
+    ``cam_grid.png``: the first ``grid_size`` images, titled with the predicted
+    class and its probability, beside their overlays, titled with the method and
+    the class explained (see :func:`~cxrclassify.plots.plot_cam_grid`).
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        A classifier.
+    images : path, folder, PIL image, numpy array, ImageSet or list of these
+        As for :func:`grad_cam`.
+    out : path
+        Output folder, created if needed.
+    method, class_index, layer, batch_size, max_channels
+        As for :func:`grad_cam`.
+    alpha, colormap
+        As for :func:`overlay_heatmap`.
+    grid : bool, default True
+        Also write ``cam_grid.png``.
+    grid_size : int, default 16
+        Most images shown in the grid.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written: overlays and maps image by image, then the CSV, then the grid.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> import cxrclassify
+    >>> from cxrclassify.explain import explain_images
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32, class_names=["a", "b", "c"])
+    >>> paths = explain_images(model, np.zeros((2, 40, 40), np.uint8), tempfile.mkdtemp())
+    >>> sorted(path.name for path in paths)[-4:]
+    ['0001_array_1_map.npy', '0001_array_1_overlay.png', 'cam_grid.png', 'predictions.csv']
+    """
+    method = _check_method(method)
+    _get_colormap(colormap)
+    if not 0.0 <= alpha <= 1.0:
+        message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
         raise ValueError(message)
-    cams = _grad_cam_batch(model, batch, None if class_index is None else [int(class_index)], layer)
-    return _resize_heatmap(cams[0], rgb.shape[:2])
+    _check_positive(batch_size, "batch_size")
+    _cam_model(model, layer or model.spec.last_conv_layer)
+    names, items = _expand_inputs(images)
+    chosen = _check_class_indices(model, class_index, len(items), "class_index")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    class_names = list(model.class_names or [f"class_{index}" for index in range(model.num_classes)])
+    probabilities = np.zeros((len(items), model.num_classes), dtype=np.float32)
+    explained = np.zeros(len(items), dtype=np.int64)
+    written: list[Path] = []
+    files: list[tuple[str, str]] = []
+    shown: list[tuple[np.ndarray, np.ndarray]] = []
+    for batch in _decoded_batches(model, items, batch_size):
+        probabilities[batch.indices] = model.predict(batch.inputs.astype(np.float32), batch_size=len(batch.inputs),
+                                                     verbose=0)
+        explained[batch.indices] = probabilities[batch.indices].argmax(axis=1) if chosen is None else chosen[batch.indices]
+        heatmaps = _batch_heatmaps(model, batch, explained, method, layer, max_channels)
+        for offset, (rgb, heatmap) in enumerate(zip(batch.originals, heatmaps)):
+            index = batch.start + offset
+            stem = f"{index:04d}_{_file_stem(names[index])}"
+            overlay = save_gradcam_overlay(rgb, heatmap, out / f"{stem}_overlay.png", alpha=alpha, colormap=colormap)
+            raw = out / f"{stem}_map.npy"
+            np.save(raw, heatmap)
+            written += [overlay, raw]
+            files.append((overlay.name, raw.name))
+            if len(shown) < grid_size:
+                shown.append((rgb, heatmap))
+    predicted = probabilities.argmax(axis=1)
+    predictions = Predictions(probabilities, predicted, [class_names[i] for i in predicted], class_names, names)
+    written.append(_write_predictions_csv(out / "predictions.csv", predictions, explained, files))
+    if grid and shown:
+        titles = [_grid_title(predictions, index) for index in range(len(shown))]
+        explained_titles = [f"{_METHOD_TITLES[method]}: {class_names[int(explained[index])]}"
+                            for index in range(len(shown))]
+        plot_cam_grid([rgb for rgb, _ in shown], [heatmap for _, heatmap in shown], out / "cam_grid.png",
+                      titles=titles, alpha=alpha, colormap=colormap, overlay_title=explained_titles)
+        written.append(out / "cam_grid.png")
+    logger.info("Explained %d images with %s; wrote %s", len(items), method, out)
+    return written
 
 
-def _grad_cam_batch(
-    model: CxrClassifier, batch: np.ndarray, class_indices: list[int] | None, layer: str | None
+def _file_stem(name: str) -> str:
+    stem = Path(name).stem if not name.startswith("<") else name.strip("<>")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("_") or "image"
+
+
+def _grid_title(predictions: Predictions, index: int, width: int = 30) -> str:
+    """The image's file name (shortened to ``width`` characters), predicted class and probability."""
+    name = predictions.inputs[index]
+    name = name if name.startswith("<") else Path(name).name
+    if len(name) > width:
+        name = name[:width // 2 - 1] + "..." + name[-(width // 2 - 2):]
+    probability = float(predictions.probabilities[index].max())
+    return f"{name}\n{predictions.labels[index]} ({probability:.2f})"
+
+
+def _write_predictions_csv(
+    path: Path, predictions: Predictions, explained: np.ndarray, files: list[tuple[str, str]]
+) -> Path:
+    rows = predictions.to_rows()
+    fields = ["input", "label", *predictions.class_names, "explained", "overlay", "map"]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row, index, (overlay, raw) in zip(rows, explained, files):
+            writer.writerow({**row, "explained": predictions.class_names[int(index)], "overlay": overlay, "map": raw})
+    return path
+
+
+def class_activation_maps(
+    model: CxrClassifier,
+    batch: np.ndarray,
+    class_indices: int | Sequence[int] | np.ndarray | None = None,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    max_channels: int = 256,
 ) -> np.ndarray:
-    """Grad-CAM maps at feature-map resolution for a batch, one forward and backward pass."""
+    """Class activation maps of a batch already at the model's input size.
+
+    The lower-level, batched function behind :func:`grad_cam`: no decoding, no
+    resizing to the images' own sizes. Grad-CAM and Grad-CAM++ take one forward
+    and one backward pass for the whole batch; Score-CAM one forward pass, then
+    ``N * min(max_channels, channels)`` masked images scored 64 at a time.
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        A classifier from :func:`~cxrclassify.models.build_model`.
+    batch : numpy.ndarray
+        ``(N, S, S, 3)`` RGB images at the model's input size ``S``, ``uint8`` or
+        float with values in ``[0, 255]`` (what the model itself takes).
+    class_indices : int or sequence of int, optional
+        Class explained: one int for every image, one per image, or the
+        predicted class of each image when omitted.
+    method : {"gradcam", "gradcam++", "scorecam"}, default "gradcam"
+        See :func:`grad_cam`.
+    layer : str, optional
+        Name of a 4-D layer of the base; the architecture's last convolutional
+        layer (``model.spec.last_conv_layer``) when omitted.
+    max_channels : int, default 256
+        Score-CAM only: the channels with the highest mean activation of each
+        image used as masks (all channels when the layer has fewer).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, S, S)`` float32 maps in ``[0, 1]``, each scaled so that its maximum
+        is 1, or all zeros when no location raises the class's score.
+
+    Raises
+    ------
+    ValueError
+        If ``method`` is unknown, ``batch`` has another shape, a class index is
+        out of range or ``layer`` is not a 4-D layer of the base.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.explain import class_activation_maps
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> batch = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    >>> maps = class_activation_maps(model, batch, class_indices=[0, 1, 2, 0], method="gradcam++")
+    >>> maps.shape, maps.dtype, bool(0.0 <= maps.min() and maps.max() <= 1.0)
+    ((4, 32, 32), dtype('float32'), True)
+    """
+    method = _check_method(method)
+    inputs = _check_batch(model, batch)
+    chosen = _check_class_indices(model, class_indices, len(inputs), "class_indices")
     cam_model = _cam_model(model, layer or model.spec.last_conv_layer)
-    inputs = tf.convert_to_tensor(batch)
+    if len(inputs) == 0:
+        return np.zeros((0, model.image_size, model.image_size), dtype=np.float32)
+    if method == "scorecam":
+        low_resolution = _score_cam(model, cam_model, inputs, chosen, _check_positive(max_channels, "max_channels"))
+    else:
+        low_resolution = _gradient_cam(model, cam_model, inputs, chosen, plus=method == "gradcam++")
+    return _upsample_and_scale(low_resolution, model.image_size)
+
+
+def _gradient_cam(
+    model: CxrClassifier, cam_model: keras.Model, inputs: np.ndarray, chosen: np.ndarray | None, *, plus: bool
+) -> np.ndarray:
+    """Grad-CAM or Grad-CAM++ maps at the layer's resolution, one forward and one backward pass."""
+    tensor = tf.convert_to_tensor(inputs)
     with tf.GradientTape() as tape:
         # The base is frozen: the tape records nothing unless the input is watched,
         # and the gradient to the feature maps would be None.
-        tape.watch(inputs)
-        conv_maps, features = cam_model(model.preprocess(inputs), training=False)
+        tape.watch(tensor)
+        conv_maps, features = cam_model(model.preprocess(tensor), training=False)
         logits = model.head(features, training=False)
-        chosen = tf.argmax(logits, axis=-1) if class_indices is None else tf.constant(class_indices)
-        scores = tf.gather(logits, chosen, axis=1, batch_dims=1)
+        indices = tf.argmax(logits, axis=-1, output_type=tf.int32) if chosen is None else tf.constant(chosen)
+        scores = tf.gather(logits, indices, axis=1, batch_dims=1)
     gradients = tape.gradient(scores, conv_maps)
     if gradients is None:  # pragma: no cover - guarded by construction, kept as a clear failure.
-        message = f"Grad-CAM found no gradient from the logits to layer {layer!r} of {model.arch!r}."
+        message = f"Found no gradient from the logits to the chosen layer of {model.arch!r}."
         raise RuntimeError(message)
-    channel_weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cams = tf.nn.relu(tf.reduce_sum(channel_weights * conv_maps, axis=-1)).numpy()
-    peaks = cams.max(axis=(1, 2), keepdims=True)
-    return np.divide(cams, peaks, out=np.zeros_like(cams), where=peaks > 0).astype(np.float32)
+    activations = conv_maps.numpy().astype(np.float64)
+    gradients = gradients.numpy().astype(np.float64)
+    if plus:
+        weights = _gradcam_plus_plus_weights(activations, gradients)
+    else:
+        weights = gradients.mean(axis=(1, 2))
+    return np.maximum(np.einsum("nhwk,nk->nhw", activations, weights), 0.0)
+
+
+def _gradcam_plus_plus_weights(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM++ channel weights (Chattopadhay et al. 2018, closed form for an exponential score).
+
+    With ``Y = exp(S)``, the higher derivatives are powers of the first-order
+    gradient ``g`` of the logit ``S``: ``alpha = g^2 / (2 g^2 + sum(A) g^3)``
+    and ``w_k = sum(alpha * relu(g))``, times ``exp(S)``, a positive factor per
+    image that the scaling to ``[0, 1]`` removes (so it is left out: no overflow).
+    """
+    squared = gradients**2
+    cubed = squared * gradients
+    activation_sums = activations.sum(axis=(1, 2), keepdims=True)
+    denominators = 2.0 * squared + activation_sums * cubed
+    alphas = np.divide(squared, denominators, out=np.zeros_like(squared), where=denominators != 0.0)
+    weights = (alphas * np.maximum(gradients, 0.0)).sum(axis=(1, 2))
+    return np.nan_to_num(weights, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _score_cam(
+    model: CxrClassifier, cam_model: keras.Model, inputs: np.ndarray, chosen: np.ndarray | None, max_channels: int
+) -> np.ndarray:
+    """Score-CAM maps at the layer's resolution (Wang et al. 2020), the masked images scored in chunks.
+
+    Each selected channel's activation map, upsampled to the input size and
+    scaled to ``[0, 1]``, masks the image; the class's logit for the masked image
+    minus its logit for a black image (the channel-wise increase of confidence)
+    weighs the activation map, where positive.
+    """
+    conv_maps, features = cam_model(model.preprocess(tf.convert_to_tensor(inputs)), training=False)
+    activations = conv_maps.numpy().astype(np.float32)
+    if chosen is None:
+        chosen = np.argmax(model.head(features, training=False).numpy(), axis=-1).astype(np.int32)
+    count, channels = activations.shape[0], activations.shape[-1]
+    kept = min(max_channels, channels)
+    # Per image, the channels with the highest mean activation (stable order for ties).
+    order = np.argsort(-activations.mean(axis=(1, 2)), axis=-1, kind="stable")[:, :kept]
+    selected = np.take_along_axis(activations, order[:, None, None, :], axis=-1)  # (N, h, w, kept)
+    size = model.image_size
+    black = np.zeros((1, size, size, 3), dtype=np.float32)
+    baseline = model.logits(black, training=False).numpy()[0]
+    scores = np.empty(count * kept, dtype=np.float64)
+    for start in range(0, count * kept, _SCORECAM_CHUNK):
+        pairs = np.arange(start, min(start + _SCORECAM_CHUNK, count * kept))
+        images, channels_of_pairs = pairs // kept, pairs % kept
+        low = selected[images, :, :, channels_of_pairs][..., None]  # (chunk, h, w, 1)
+        masks = _scale_each(tf.image.resize(low, (size, size), method="bilinear").numpy()[..., 0])
+        masked = inputs[images] * masks[..., None]
+        logits = model.logits(masked, training=False).numpy()
+        classes = chosen[images]
+        scores[pairs] = logits[np.arange(len(pairs)), classes] - baseline[classes]
+    # The channel-wise increase of confidence, kept where positive: a map is all zeros when no masked image
+    # raises the class's score above the black image's.
+    weights = np.maximum(scores.reshape(count, kept), 0.0)
+    return np.maximum(np.einsum("nhwk,nk->nhw", selected.astype(np.float64), weights), 0.0)
+
+
+def _scale_each(maps: np.ndarray) -> np.ndarray:
+    """Scale each ``(h, w)`` map of a stack to ``[0, 1]`` by its own range; a constant map becomes zeros."""
+    low = maps.min(axis=(1, 2), keepdims=True)
+    spread = maps.max(axis=(1, 2), keepdims=True) - low
+    return np.divide(maps - low, spread, out=np.zeros_like(maps), where=spread > 0).astype(np.float32)
+
+
+def _upsample_and_scale(maps: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(N, h, w)`` non-negative maps to ``(N, size, size)`` and divide each by its maximum."""
+    upsampled = tf.image.resize(maps[..., None].astype(np.float32), (size, size), method="bilinear").numpy()[..., 0]
+    upsampled = np.maximum(np.nan_to_num(upsampled, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
+    peaks = upsampled.max(axis=(1, 2), keepdims=True)
+    scaled = np.divide(upsampled, peaks, out=np.zeros_like(upsampled), where=peaks > 0)
+    return np.clip(scaled, 0.0, 1.0).astype(np.float32)
+
+
+def _check_method(method: str) -> str:
+    name = str(method).lower().replace("-", "").replace("_", "")
+    if name == "gradcampp":
+        name = "gradcam++"
+    if name not in CAM_METHODS:
+        message = f"Unknown class activation map method. Expected one of {list(CAM_METHODS)}. Received: method={method!r}"
+        raise ValueError(message)
+    return name
+
+
+def _check_positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
+        raise ValueError(message)
+    return int(value)
+
+
+def _check_batch(model: CxrClassifier, batch: np.ndarray) -> np.ndarray:
+    batch = np.asarray(batch)
+    size = model.image_size
+    if batch.ndim != 4 or batch.shape[1:] != (size, size, 3):
+        message = (
+            f"Expected a batch of shape (N, {size}, {size}, 3), RGB at the model's input size. "
+            f"Received: batch of shape {batch.shape}"
+        )
+        raise ValueError(message)
+    return batch.astype(np.float32)
+
+
+def _check_class_indices(
+    model: CxrClassifier, class_indices: object, count: int, name: str
+) -> np.ndarray | None:
+    """``None``, or one class index per image as an int32 array, checked against the model's classes."""
+    if class_indices is None:
+        return None
+    values = np.asarray(class_indices)
+    if values.ndim == 0:
+        values = np.full(count, values)
+    if values.ndim != 1 or len(values) != count or not np.issubdtype(values.dtype, np.integer):
+        message = f"Expected an int or one integer class index per image ({count}). Received: {name}={class_indices!r}"
+        raise ValueError(message)
+    values = values.astype(np.int64)
+    if values.size and (values.min() < 0 or values.max() >= model.num_classes):
+        message = f"Expected {name} between 0 and {model.num_classes - 1}. Received: {name}={class_indices!r}"
+        raise ValueError(message)
+    return values.astype(np.int32)
 
 
 def _cam_model(model: CxrClassifier, layer: str) -> keras.Model:
     """A model from the base's input to (``layer``'s output, the base's output), cached per classifier."""
     per_model = _CAM_MODELS.setdefault(model, {})
     if layer not in per_model:
+        candidates = [candidate.name for candidate in model.base.layers if _is_4d(candidate)]
         try:
             target = model.base.get_layer(layer)
         except ValueError:
-            names = [candidate.name for candidate in model.base.layers if len(candidate.output.shape) == 4]
+            target = None
+        if target is None or not _is_4d(target):
+            where = "is not in" if target is None else "is not a 4-D (feature-map) layer of"
             message = (
-                f"Layer {layer!r} is not in the {model.arch!r} base. Expected one of its 4-D layers, "
-                f"for instance {names[-3:]}. Received: layer={layer!r}"
+                f"Layer {layer!r} {where} the {model.arch!r} base. Expected one of its 4-D layers, "
+                f"for instance {candidates[-3:]}. Received: layer={layer!r}"
             )
-            raise ValueError(message) from None
+            raise ValueError(message)
         per_model[layer] = keras.Model(model.base.inputs, [target.output, model.base.output])
     return per_model[layer]
 
 
+def _is_4d(layer: keras.layers.Layer) -> bool:
+    try:
+        return len(layer.output.shape) == 4
+    except (AttributeError, ValueError):  # a layer used more than once has no single output
+        return False
+
+
 def _resize_heatmap(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
-    resized = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32)).resize((width, height), Image.Resampling.BILINEAR)
+    heatmap = np.ascontiguousarray(heatmap, dtype=np.float32)
+    if heatmap.shape == (height, width):
+        return np.clip(heatmap, 0.0, 1.0)
+    resized = Image.fromarray(heatmap).resize((width, height), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
@@ -150,6 +596,11 @@ def overlay_heatmap(
         Opacity of the heatmap.
     colormap : str, default "jet"
         Name of a matplotlib colormap.
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` is not in ``[0, 1]`` or ``colormap`` names no matplotlib colormap.
 
     Returns
     -------
@@ -170,7 +621,7 @@ def overlay_heatmap(
     heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != rgb.shape[:2]:
         heatmap = _resize_heatmap(heatmap, rgb.shape[:2])
-    coloured = colormaps[colormap](np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
+    coloured = _get_colormap(colormap)(np.clip(heatmap, 0.0, 1.0))[..., :3] * 255.0
     blended = (1.0 - alpha) * rgb.astype(np.float32) + alpha * coloured
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
