@@ -39,7 +39,7 @@ def test_order_is_input_order_across_batches(model, rng):
 def test_folder_is_read_recursively_and_sorted(model, class_folder):
     result = cxrclassify.predict(model, class_folder)
     assert len(result) == 24 and result.inputs == sorted(result.inputs)
-    assert result.to_rows()[0].keys() == {"input", "label", "covid19", "normal"}
+    assert result.to_rows()[0].keys() == {"input", "label", "covid19", "normal", "ood_score", "out_of_distribution"}
 
 
 def test_single_path_and_pil_image(model, class_folder):

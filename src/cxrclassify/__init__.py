@@ -8,14 +8,19 @@ The five calls::
     result = predict(model, "xray.png")
     heatmap = grad_cam(model, "xray.png")
 
+And the checks that the numbers mean what they seem to: ``audit(model, data)`` (does the
+model look at the lungs, can it read the image's source?), ``leave_one_source_out``
+(train without a source, test on it) and the out-of-distribution flag of ``predict``.
+
 Not a diagnostic device: see the documentation on what the numbers do and do not show.
 """
 
 from ._version import __version__
+from .crossval import leave_one_source_out
 from .datasets import load_datasets
 from .evaluation import Evaluation, calibrate, evaluate, evaluate_predictions, fit_temperature
 from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
-from .explain import grad_cam, overlay_heatmap, save_gradcam_overlay
+from .explain import audit, explain_images, grad_cam, overlay_heatmap, save_gradcam_overlay
 from .inference import Predictions, predict
 from .models import (
     CxrClassifier,
@@ -23,10 +28,12 @@ from .models import (
     list_models,
     list_pretrained,
     load_model,
+    fit_ood,
     load_pretrained,
     register_model,
 )
 from .plots import (
+    plot_cam_grid,
     plot_confusion_matrix,
     plot_history,
     plot_reliability_diagram,
@@ -47,18 +54,23 @@ __all__ = [
     "Predictions",
     "WeightsUnavailableError",
     "__version__",
+    "audit",
     "build_model",
     "calibrate",
     "evaluate",
     "evaluate_predictions",
+    "explain_images",
+    "fit_ood",
     "fit_temperature",
     "grad_cam",
+    "leave_one_source_out",
     "list_models",
     "list_pretrained",
     "load_datasets",
     "load_model",
     "load_pretrained",
     "overlay_heatmap",
+    "plot_cam_grid",
     "plot_confusion_matrix",
     "plot_history",
     "plot_reliability_diagram",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
+from keras import ops
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -17,6 +19,8 @@ from .exceptions import DataError
 from .models import CxrClassifier
 
 __all__ = ["Predictions", "predict"]
+
+logger = logging.getLogger(__name__)
 
 PredictInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, ImageSet, Iterable[object]]
 
@@ -38,6 +42,13 @@ class Predictions:
     inputs : list of str
         The file path of each input, or ``"<array 3>"`` / ``"<PIL image 0>"``
         for in-memory images.
+    ood_scores : numpy.ndarray
+        ``(N,)`` out-of-distribution score of each image (see
+        :class:`~cxrclassify.models.ood.MahalanobisOOD`); ``nan`` when the
+        model's OOD score was never fitted.
+    out_of_distribution : numpy.ndarray
+        ``(N,)`` bool: the score is above the model's OOD threshold (all
+        ``False`` when not fitted).
 
     Examples
     --------
@@ -55,15 +66,32 @@ class Predictions:
     labels: list[str]
     class_names: list[str]
     inputs: list[str]
+    ood_scores: np.ndarray | None = None
+    out_of_distribution: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.ood_scores is None:
+            self.ood_scores = np.full(len(self.labels), np.nan, dtype=np.float32)
+        if self.out_of_distribution is None:
+            self.out_of_distribution = np.zeros(len(self.labels), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def has_ood_scores(self) -> bool:
+        """Whether any input has an OOD score (the model's OOD score was fitted)."""
+        return bool(np.isfinite(self.ood_scores).any())
+
     def to_rows(self) -> list[dict[str, object]]:
-        """One dict per input: ``input``, ``label`` and one probability column per class."""
+        """One dict per input: ``input``, ``label``, one probability column per class, ``ood_score`` and
+        ``out_of_distribution`` (``nan`` and ``False`` when the model's OOD score is not fitted).
+        """
         return [
-            {"input": name, "label": label, **dict(zip(self.class_names, map(float, row)))}
-            for name, label, row in zip(self.inputs, self.labels, self.probabilities)
+            {"input": name, "label": label, **dict(zip(self.class_names, map(float, row))),
+             "ood_score": float(score), "out_of_distribution": bool(flagged)}
+            for name, label, row, score, flagged in zip(self.inputs, self.labels, self.probabilities,
+                                                        self.ood_scores, self.out_of_distribution)
         ]
 
 
@@ -89,7 +117,11 @@ def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16,
     Returns
     -------
     Predictions
-        Probabilities, predicted indices and labels, in input order.
+        Probabilities, predicted indices and labels, in input order, and each
+        image's out-of-distribution score and flag (``nan`` and ``False`` when
+        the model's OOD score was never fitted, see
+        :func:`~cxrclassify.models.ood.fit_ood`). Both come from one pass of
+        the base per batch.
 
     Raises
     ------
@@ -110,14 +142,33 @@ def predict(model: CxrClassifier, inputs: PredictInput, *, batch_size: int = 16,
     """
     names, items = _expand_inputs(inputs)
     probabilities = np.zeros((len(items), model.num_classes), dtype=np.float32)
+    ood_scores = np.full(len(items), np.nan, dtype=np.float32)
+    if not model.ood.is_fitted:
+        logger.info("The model's OOD score is not fitted (see cxrclassify.models.ood.fit_ood): no OOD scores")
     batches = range(0, len(items), batch_size)
     for start in tqdm(batches, desc="Predicting", unit="batch", disable=not progress):
         batch = np.stack([_prepare(item, model.image_size) for item in items[start:start + batch_size]])
-        # model.predict, not predict_on_batch: the latter returns one copy per replica under a tf.distribute strategy.
-        probabilities[start:start + len(batch)] = model.predict(batch.astype(np.float32), batch_size=len(batch), verbose=0)
+        stop = start + len(batch)
+        probabilities[start:stop], ood_scores[start:stop] = _forward(model, batch.astype(np.float32))
     class_names = list(model.class_names or [f"class_{index}" for index in range(model.num_classes)])
     class_indices = probabilities.argmax(axis=1)
-    return Predictions(probabilities, class_indices, [class_names[i] for i in class_indices], class_names, names)
+    return Predictions(probabilities, class_indices, [class_names[i] for i in class_indices], class_names, names,
+                       ood_scores, model.ood.is_out_of_distribution(ood_scores))
+
+
+def _forward(model: CxrClassifier, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (as ``model(batch)``) and OOD scores of a batch, from one pass of the base.
+
+    Eager calls of the parts, not ``predict_on_batch`` (which returns one copy per
+    replica under a tf.distribute strategy); the softmax with temperature is the
+    one of :meth:`CxrClassifier.call`.
+    """
+    features = model.features(batch)
+    logits = model.head(features, training=False)
+    if model.temperature != 1.0:
+        logits = logits / model.temperature
+    probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
+    return probabilities, ops.convert_to_numpy(model.ood(features))
 
 
 def _prepare(item: object, image_size: int) -> np.ndarray:

@@ -4,7 +4,10 @@ Builds the ``soares2020`` composite, trains VGG-16, ResNet50 and Xception with
 the paper's settings on the same patient-level split, evaluates each on the
 same test images and writes a report with the figures, a table of each model's
 metrics with confidence intervals beside the paper's number, the split
-manifest, and the versions and settings used. Nothing imports this module.
+manifest, and the versions and settings used. Two sections go beyond the paper:
+each model tested on adult controls (the ``adult_controls`` composite) beside a
+model of the same architecture trained with adult controls, and the shortcut
+audit of every model. Nothing imports this module.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import cxrclassify as cx
-from cxrclassify.evaluation import wilson_interval
+from cxrclassify.crossval import subset
+from cxrclassify.evaluation import format_ci, wilson_interval
+from cxrclassify.training import RECOMMENDED_TRAINING
 
-__all__ = ["PAPER_RESULTS", "ModelResult", "reproduce", "write_report"]
+__all__ = ["PAPER_RESULTS", "AdultControlResult", "ModelResult", "reproduce", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,19 @@ class ModelResult:
     history: dict[str, list[float]]
     evaluation: Any
     figures: dict[str, Path] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)
+    audit: Any = None
+
+
+@dataclass
+class AdultControlResult:
+    """One architecture tested on adult controls: the paper-composite model beside an adult-control model."""
+
+    arch: str
+    paper_model: Any
+    adult_model: Any
+    n_left_out: int
+    seconds: float
 
 
 def reproduce(
@@ -65,6 +83,9 @@ def reproduce(
     image_size: int = 237,
     seed: int = 0,
     counts: Mapping[str, int] | None = None,
+    adult_controls: bool = True,
+    adult_counts: Mapping[str, int] | None = None,
+    audit: bool = True,
     progress: bool = True,
 ) -> Path:
     """Reproduce Soares & Soares (2020) and write the report; returns the report's HTML path.
@@ -89,6 +110,19 @@ def reproduce(
         Seed of the draw, the split and the training.
     counts : mapping, optional
         ``{"n_covid19": ..., "n_normal": ..., "n_pneumonia": ...}``; the paper's 175/100/100 by default.
+    adult_controls : bool, default True
+        Also load the ``adult_controls`` composite (COVID-19 from ieee8023, normal and pneumonia
+        from NIH ChestX-ray14, all adults), test each paper model on its test split (leaving out
+        patients the paper model was trained or validated on), and train a model of the same
+        architecture on its training split with the library's recommended settings, tested on
+        the same images. Fetches NIH images (see :func:`cxrclassify.datasets.nih_records`). When
+        the composite cannot be loaded, the report says why and the rest goes on.
+    adult_counts : mapping, optional
+        Counts of the ``adult_controls`` composite (its own keyword arguments); all available by default.
+    audit : bool, default True
+        Audit every model for shortcuts (:func:`cxrclassify.explain.audit`): class-activation
+        mass inside the lung region against the borders, and how well the source of an
+        image can be read from the model's features.
     progress : bool, default True
         Show progress bars.
 
@@ -117,7 +151,13 @@ def reproduce(
                           batch_size=batch_size, learning_rate=learning_rate, seed=seed, progress=progress)
         for arch in archs
     ]
-    return write_report(out, data, results, settings)
+    adult_section = _adult_controls_section(
+        results, data, counts=adult_counts, mirror=mirror, verify=verify, data_home=data_home, seed=seed,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, progress=progress) if adult_controls else None
+    if audit:
+        for result in results:
+            result.audit = _audit(result.model, data)
+    return write_report(out, data, results, settings, adult_section=adult_section)
 
 
 def _weights_for(weights: Mapping[str, str | None] | str | None, arch: str) -> str | None:
@@ -143,10 +183,48 @@ def _run_architecture(arch, weights, data, figures: Path, *, epochs, batch_size,
     evaluation = cx.evaluate(model, data.test)
     written = cx.save_evaluation_figures(evaluation, figures / arch, history=history, formats=("png", "svg"))
     paths = {path.stem.replace("_", " "): path for path in written if path.suffix == ".png"}
-    return ModelResult(arch, described, round(time.perf_counter() - started, 1), history, evaluation, paths)
+    return ModelResult(arch, described, round(time.perf_counter() - started, 1), history, evaluation, paths,
+                       model=model)
 
 
-def write_report(out: Path, data, results: Sequence[ModelResult], settings: Mapping[str, Any]) -> Path:
+def _adult_controls_section(results, data, *, counts, mirror, verify, data_home, seed, epochs, batch_size,
+                            learning_rate, progress) -> dict[str, Any]:
+    """Each paper model on adult controls, beside a model of its architecture trained with them."""
+    image_size = int(data.train.images.shape[1])
+    try:
+        adults = cx.load_datasets("adult_controls", image_size=image_size, seed=seed, mirror=mirror, verify=verify,
+                                  data_home=data_home, progress=progress, **dict(counts or {}))
+    except (cx.exceptions.CxrError, OSError) as error:
+        logger.warning("The adult-control comparison was skipped: %s", error)
+        return {"skipped": f"{type(error).__name__}: {error}", "comparisons": [], "data": None}
+    seen = {record.group for split in (data.train, data.validation) for record in split.records}
+    keep = [index for index, record in enumerate(adults.test.records) if record.group not in seen]
+    adult_test = subset(adults.test, keep)
+    comparisons = []
+    for result in results:
+        started = time.perf_counter()
+        adult_model = cx.build_model(result.model.arch, len(adults.class_names), weights=None,
+                                     class_names=adults.class_names, image_size=image_size,
+                                     preprocessing=result.model.preprocessing, head=result.model.head_kind)
+        adult_model.base.set_weights(result.model.base.get_weights())  # the same pretrained base
+        cx.train(adult_model, adults, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                 progress=progress, **RECOMMENDED_TRAINING)
+        comparisons.append(AdultControlResult(
+            result.arch, cx.evaluate(result.model, adult_test, seed=seed), cx.evaluate(adult_model, adult_test, seed=seed),
+            len(adults.test) - len(adult_test), round(time.perf_counter() - started, 1)))
+    return {"skipped": None, "comparisons": comparisons, "data": adults, "n_test": len(adult_test)}
+
+
+def _audit(model, data):
+    try:
+        return cx.audit(model, data)
+    except (cx.exceptions.CxrError, ValueError) as error:
+        logger.warning("The shortcut audit of %s failed: %s", model.arch, error)
+        return f"not run: {type(error).__name__}: {error}"
+
+
+def write_report(out: Path, data, results: Sequence[ModelResult], settings: Mapping[str, Any], *,
+                 adult_section: Mapping[str, Any] | None = None) -> Path:
     """Write report.md, report.html (figures embedded) and metrics.json under ``out``; return the HTML path.
 
     Examples
@@ -157,9 +235,18 @@ def write_report(out: Path, data, results: Sequence[ModelResult], settings: Mapp
     versions = _versions()
     metrics = {result.arch: {**result.evaluation.to_dict(), "weights": result.weights, "seconds": result.seconds}
                for result in results}
-    (out / "metrics.json").write_text(json.dumps({"settings": settings, "versions": versions, "models": metrics},
-                                                 indent=2, default=str), encoding="utf-8")
+    record = {"settings": settings, "versions": versions, "models": metrics}
+    if adult_section is not None:
+        record["adult_controls"] = _adult_metrics(adult_section)
+    audits = {result.arch: _audit_dict(result.audit) for result in results if result.audit is not None}
+    if audits:
+        record["audit"] = audits
+    (out / "metrics.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
     sections = _sections(data, results, settings, versions)
+    if adult_section is not None:
+        sections.insert(-2, ("Tested on adult controls", _adult_blocks(adult_section)))
+    if audits:
+        sections.insert(-2, ("Shortcut audit", _audit_blocks(results)))
     (out / "report.md").write_text(_markdown(sections), encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(_html(sections), encoding="utf-8")
@@ -206,6 +293,70 @@ def _sections(data, results, settings, versions) -> list[tuple[str, list[Any]]]:
         ("Settings", [f"```\n{json.dumps(dict(settings), indent=2, default=str)}\n```"]),
         ("Versions", [f"```\n{json.dumps(versions, indent=2)}\n```"]),
     ]
+
+
+def _adult_metrics(section: Mapping[str, Any]) -> dict[str, Any]:
+    if section["skipped"]:
+        return {"skipped": section["skipped"]}
+    return {"n_test": section["n_test"], "models": {
+        comparison.arch: {"paper_composite_model": comparison.paper_model.to_dict(),
+                          "adult_control_model": comparison.adult_model.to_dict(),
+                          "n_left_out": comparison.n_left_out, "seconds": comparison.seconds}
+        for comparison in section["comparisons"]}}
+
+
+def _called_covid(evaluation, label: str) -> str:
+    """Share of the ``label`` test images called COVID-19, as "k of n (p%)"."""
+    names = list(evaluation.class_names)
+    if label not in names or "covid19" not in names:
+        return "n/a"
+    row = evaluation.confusion_matrix[names.index(label)]
+    total = int(row.sum())
+    called = int(row[names.index("covid19")])
+    return f"{called} of {total} ({called / total:.0%})" if total else "none in the test split"
+
+
+def _adult_blocks(section: Mapping[str, Any]) -> list[Any]:
+    if section["skipped"]:
+        return [f"Not run: the adult_controls composite could not be loaded ({section['skipped']})."]
+    adults = section["data"]
+    counts = {name: int(sum(split.class_counts()[name] for _, split in adults.items())) for name in adults.class_names}
+    n_left_out = section["comparisons"][0].n_left_out if section["comparisons"] else 0
+    table = [["model", "trained on", "adult test accuracy (95% CI)", "macro F1 (95% CI)",
+              "adult normals called COVID-19", "adult pneumonias called COVID-19"]]
+    for comparison in section["comparisons"]:
+        for trained_on, evaluation in (("soares2020 (paper composite)", comparison.paper_model),
+                                       ("adult_controls (recommended settings)", comparison.adult_model)):
+            table.append([comparison.arch, trained_on, _percent_ci(evaluation.accuracy, evaluation.accuracy_ci),
+                          format_ci(evaluation.macro_f1, evaluation.macro_f1_ci, percent=False),
+                          _called_covid(evaluation, "normal"), _called_covid(evaluation, "pneumonia")])
+    introduction = (
+        "The paper's composite confounds the disease with age and hospital. Here each paper model is tested on "
+        "the test split of the adult_controls composite (COVID-19 from ieee8023; normal and pneumonia from NIH "
+        f"ChestX-ray14, all adults; {counts} in all), leaving out {n_left_out} "
+        "test images of patients the paper models were trained or validated on, "
+        f"so {section['n_test']} test images remain. Beside it, a model of the same architecture and pretrained "
+        "base trained on the adult composite's training split. A model that learned age calls adult X-rays "
+        "COVID-19 whatever they show.")
+    return [introduction, table]
+
+
+def _audit_dict(audit: Any) -> Any:
+    return audit.to_dict() if hasattr(audit, "to_dict") else str(audit)
+
+
+def _audit_blocks(results: Sequence[ModelResult]) -> list[Any]:
+    blocks: list[Any] = [(
+        "For each paper model on its test split: the share of its class-activation mass inside the central lung "
+        "region against the borders and corners (where text, markers and collimation edges sit), and the accuracy "
+        "of a simple probe that predicts each image's source from the model's features: near 100% means the source "
+        "is trivially visible to the model, and the classes of this composite are its sources.")]
+    for result in results:
+        if result.audit is None:
+            continue
+        text = result.audit.summary() if hasattr(result.audit, "summary") else str(result.audit)
+        blocks += [f"### {result.arch}", f"```\n{text}\n```"]
+    return blocks
 
 
 def _versions() -> dict[str, str]:

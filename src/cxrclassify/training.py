@@ -38,14 +38,19 @@ from .augment import Augmentation, augment_images, derive_seed
 from .datasets import DatasetSplits, ImageSet
 from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
+from .models.ood import fit_ood as fit_ood_score
 
-__all__ = ["PAPER_SETTINGS", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
+__all__ = ["PAPER_SETTINGS", "RECOMMENDED_TRAINING", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
 logger = logging.getLogger(__name__)
 
 #: The training settings of Soares & Soares (2020).
 PAPER_SETTINGS = {"epochs": 80, "batch_size": 15, "learning_rate": 1e-3, "optimizer": "adam",
                   "loss": "categorical cross-entropy"}
+
+#: Options of :func:`train` that did best on unseen adult patients (``benchmarks/RESULTS.md``,
+#: "Accuracy on unseen adult patients"): on top of the paper's epochs, batch and learning rate.
+RECOMMENDED_TRAINING = {"class_weight": "balanced", "early_stopping": 10}
 
 #: ``lr_schedule="plateau"``: divide the rate by 10 after this many epochs without a better
 #: monitored loss (fewer when ``early_stopping`` would stop first: half its patience).
@@ -76,6 +81,7 @@ def train(
     log_dir: str | os.PathLike[str] | None = None,
     strategy: Any = None,
     cache_dir: str | os.PathLike[str] | bool | None = None,
+    fit_ood: bool = True,
 ) -> dict[str, list[float]]:
     """Train a classifier with the paper's defaults: 80 epochs, Adam, 0.001, batch 15.
 
@@ -155,6 +161,12 @@ def train(
         Keep the frozen base's feature maps on disk there and reuse them in
         later runs and other processes (see :mod:`cxrclassify.features`);
         ``True``: ``<data home>/features`` (see ``CXRCLASSIFY_HOME``).
+    fit_ood : bool, default True
+        At the end, fit the model's out-of-distribution score
+        (:func:`~cxrclassify.models.ood.fit_ood`) on the training images'
+        pooled base features, its threshold on the validation images'; with
+        cached features, from the cached original images (no augmented view),
+        without running the base again. Recorded in ``model.metadata["ood"]``.
 
     Returns
     -------
@@ -230,6 +242,9 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
     if options["log_dir"] is not None:
         _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
     logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
+    if options["fit_ood"]:  # on view 0 (the original images) of the cached features, else one pass of the base
+        cached = (batches.views[0], None if validation_data is None else validation_data[0]) if use_cache else None
+        fit_ood_score(model, (train_set, validation_set), batch_size=options["batch_size"], features=cached)
     return history, full_history
 
 

@@ -320,7 +320,8 @@ def _write_predictions_csv(
     path: Path, predictions: Predictions, explained: np.ndarray, files: list[tuple[str, str]]
 ) -> Path:
     rows = predictions.to_rows()
-    fields = ["input", "label", *predictions.class_names, "explained", "overlay", "map"]
+    fields = ["input", "label", *predictions.class_names, "ood_score", "out_of_distribution", "explained", "overlay",
+              "map"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()

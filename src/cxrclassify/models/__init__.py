@@ -5,6 +5,7 @@ from .classifier import CxrClassifier, build_model
 from .heads import HEADS, build_head
 from .io import export_savedmodel, export_tflite, load_model, read_export_metadata, savedmodel_predict, tflite_predict
 from .layers import Preprocessing
+from .ood import MahalanobisOOD, fit_ood, pool_features, pooled_features
 from .pretrained import (
     WEIGHTS_MIRROR_ENV,
     PretrainedCfg,
@@ -18,6 +19,10 @@ from .pretrained import (
 )
 
 __all__ = [
+    "MahalanobisOOD",
+    "fit_ood",
+    "pool_features",
+    "pooled_features",
     "WEIGHTS_MIRROR_ENV",
     "PretrainedCfg",
     "fetch_pretrained",

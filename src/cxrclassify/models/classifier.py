@@ -16,6 +16,7 @@ from ..exceptions import ModelError, WeightsUnavailableError
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
 from .layers import Preprocessing
+from .ood import MahalanobisOOD
 from .pretrained import WEIGHTS_MIRROR_ENV, fetch_pretrained, list_pretrained
 
 __all__ = ["CxrClassifier", "build_model"]
@@ -31,7 +32,11 @@ class CxrClassifier(keras.Model):
     class probabilities. Its parts are reachable as ``preprocess``, ``base`` and
     ``head`` (the head outputs logits), and ``get_config()`` round-trips, so a
     saved classifier reloads with its class names and settings. Build it with
-    :func:`build_model`.
+    :func:`build_model`. Its ``ood`` layer (a
+    :class:`~cxrclassify.models.ood.MahalanobisOOD`, fitted by
+    :func:`~cxrclassify.models.ood.fit_ood`) scores how unlike the training
+    images an image's base features are; it is saved with the model and not
+    part of its output.
 
     Parameters
     ----------
@@ -99,6 +104,7 @@ class CxrClassifier(keras.Model):
         self.set_trainable_blocks(base_trainable)
         feature_shape = tuple(self.base.output.shape[1:])
         self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout)
+        self.ood = MahalanobisOOD(self.num_classes, int(feature_shape[-1]), name="ood")
         self.build((None, self.image_size, self.image_size, 3))
 
     @property

@@ -1,0 +1,397 @@
+"""An out-of-distribution score: how far an image's features lie from the training images'.
+
+A classifier always answers with one of its classes, even for an image unlike
+anything it was trained on (a child's X-ray for a model trained on adults, a
+lateral view, a photograph). :class:`MahalanobisOOD` measures how unusual an
+image is to the model: the Mahalanobis distance of its global-average-pooled
+base features to the nearest class mean, with one covariance matrix shared by
+the classes (Lee et al., "A simple unified framework for detecting
+out-of-distribution samples and adversarial attacks", NeurIPS 2018). The
+covariance is estimated with Ledoit-Wolf shrinkage, so that it stays invertible
+when there are fewer training images than feature channels.
+
+Every :class:`~cxrclassify.models.CxrClassifier` carries one, as its ``ood``
+layer; :func:`fit_ood` fits it (:func:`~cxrclassify.train` does so at the end
+of training), it is saved and reloaded with the model, and
+:func:`~cxrclassify.predict` reports each image's score and whether it is above
+the threshold: the ``quantile`` (95% by default) of the validation images'
+scores, so that about 5% of in-distribution images are flagged.
+
+A high score means "unlike the training images *as the model sees them*": it
+catches images from another hospital, age group or device only where the
+model's features tell them apart, and says nothing about whether the class is
+right.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..exceptions import DataError
+
+__all__ = ["MahalanobisOOD", "fit_ood", "pool_features", "pooled_features"]
+
+logger = logging.getLogger(__name__)
+
+
+@keras.saving.register_keras_serializable(package="cxrclassify")
+class MahalanobisOOD(keras.layers.Layer):
+    """Minimum Mahalanobis distance of pooled features to the class means (tied covariance).
+
+    Called on ``(N, d)`` pooled features or ``(N, h, w, d)`` feature maps
+    (averaged over ``h`` and ``w`` first), it returns ``(N,)`` scores:
+    ``min_c sqrt((x - mu_c)^T P (x - mu_c))`` with ``mu_c`` the mean of class
+    ``c``'s training features and ``P`` the inverse of the shared covariance.
+    Until :meth:`fit` has been called every score is ``nan``.
+
+    Its weights (class means ``(num_classes, d)``, precision matrix ``(d, d)``,
+    threshold, fitted flag) are not trainable and are saved with the model:
+    ``d * d * 4`` bytes for the precision matrix (1 MB for VGG16's 512
+    channels, 16 MB for ResNet50's and Xception's 2048).
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes (one mean each).
+    feature_dim : int
+        Channels of the base's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.models.ood import MahalanobisOOD
+    >>> rng = np.random.default_rng(0)
+    >>> layer = MahalanobisOOD(2, 4)
+    >>> bool(np.isnan(layer.score(np.zeros((1, 4)))[0])), layer.is_fitted
+    (True, False)
+    >>> train = rng.normal(size=(200, 4))
+    >>> _ = layer.fit(train, np.arange(200) % 2)
+    >>> near, far = layer.score(np.stack([train[0], train[0] + 50.0]))
+    >>> bool(near < layer.threshold < far)
+    True
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")  # a precision matrix needs float32, whatever the model's policy
+        super().__init__(trainable=False, **{key: value for key, value in kwargs.items() if key != "trainable"})
+        self.num_classes = _check_positive("num_classes", num_classes)
+        self.feature_dim = _check_positive("feature_dim", feature_dim)
+        self.means = self.add_weight(shape=(self.num_classes, self.feature_dim), initializer="zeros",
+                                     trainable=False, name="means")
+        self.precision = self.add_weight(shape=(self.feature_dim, self.feature_dim), initializer="zeros",
+                                         trainable=False, name="precision")
+        self.cutoff = self.add_weight(shape=(), initializer="zeros", trainable=False, name="threshold")
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.built = True
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has set the means, the precision matrix and the threshold."""
+        return bool(self.fitted.numpy() > 0.5)
+
+    @property
+    def threshold(self) -> float:
+        """Scores above it are flagged as out of distribution; ``nan`` before :meth:`fit`."""
+        return float(self.cutoff.numpy()) if self.is_fitted else float("nan")
+
+    def call(self, inputs):
+        features = ops.cast(inputs, "float32")
+        if len(features.shape) == 4:
+            features = ops.mean(features, axis=(1, 2))
+        differences = features[:, None, :] - self.means[None, :, :]
+        squared = ops.sum(ops.einsum("nkd,de->nke", differences, self.precision) * differences, axis=-1)
+        scores = ops.sqrt(ops.maximum(ops.min(squared, axis=1), 0.0))
+        return ops.where(self.fitted > 0.5, scores, ops.full_like(scores, float("nan")))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def score(self, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """``(N,)`` float32 scores of ``(N, d)`` pooled features or ``(N, h, w, d)`` feature maps."""
+        features = np.asarray(features)
+        if len(features) == 0:
+            return np.zeros(0, dtype=np.float32)
+        parts = [ops.convert_to_numpy(self(features[start:start + batch_size]))
+                 for start in range(0, len(features), batch_size)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def is_out_of_distribution(self, scores: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: scores above the threshold; all ``False`` before :meth:`fit` (``nan`` scores)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        flags = np.zeros(scores.shape, dtype=bool)
+        if self.is_fitted:
+            np.greater(scores, self.threshold, out=flags, where=np.isfinite(scores))
+        return flags
+
+    def fit(
+        self,
+        features_train: np.ndarray,
+        labels_train: np.ndarray,
+        features_validation: np.ndarray | None = None,
+        *,
+        quantile: float = 0.95,
+    ) -> MahalanobisOOD:
+        """Set the class means, the shared precision matrix and the threshold.
+
+        Parameters
+        ----------
+        features_train : numpy.ndarray
+            ``(N, d)`` pooled features (or ``(N, h, w, d)`` feature maps) of the
+            training images.
+        labels_train : numpy.ndarray
+            ``(N,)`` class indices. A class without a training image gets no
+            mean of its own (it is then never the nearest class).
+        features_validation : numpy.ndarray, optional
+            Features of held-out in-distribution images: the threshold is the
+            ``quantile`` of their scores. Without them, of the training
+            images' scores, which are lower than unseen images' (so more than
+            ``1 - quantile`` of new in-distribution images get flagged).
+        quantile : float, default 0.95
+            Share of the reference images scored at or below the threshold.
+
+        Returns
+        -------
+        MahalanobisOOD
+            The layer itself.
+
+        Raises
+        ------
+        cxrclassify.exceptions.DataError
+            If the features and labels do not match, labels are out of range,
+            there are fewer than two training images, or ``quantile`` is not in ``(0, 1]``.
+        """
+        from sklearn.covariance import LedoitWolf
+
+        train = self._pooled(features_train, "features_train")
+        labels = self._check_labels(labels_train, len(train))
+        if not 0.0 < float(quantile) <= 1.0:
+            message = f"Expected quantile in (0, 1]. Received: quantile={quantile!r}"
+            raise DataError(message)
+        means = self._class_means(train, labels)
+        centred = train - means[labels]
+        precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+        self.means.assign(means.astype(np.float32))
+        self.precision.assign(((precision + precision.T) / 2.0).astype(np.float32))
+        self.fitted.assign(1.0)
+        if features_validation is not None and len(features_validation):
+            reference, origin = self._pooled(features_validation, "features_validation"), "validation"
+        else:
+            reference, origin = train, "training"
+            logger.info("No validation features: the OOD threshold is the %.3g quantile of the training images' "
+                        "scores, which underestimates unseen images' scores", quantile)
+        threshold = float(np.quantile(self.score(reference), float(quantile)))
+        self.cutoff.assign(threshold)
+        logger.info("Fitted the OOD score on %d images (%d features); threshold %.4g = %.3g quantile of the %s "
+                    "scores", len(train), self.feature_dim, threshold, quantile, origin)
+        return self
+
+    def _pooled(self, features: np.ndarray, name: str) -> np.ndarray:
+        pooled = pool_features(features).astype(np.float64)
+        if pooled.ndim != 2 or pooled.shape[1] != self.feature_dim:
+            message = (f"Expected {name} of shape (N, {self.feature_dim}) or (N, h, w, {self.feature_dim}). "
+                       f"Received: {name} of shape {np.shape(features)}")
+            raise DataError(message)
+        return pooled
+
+    def _check_labels(self, labels: np.ndarray, count: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (count,) or count < 2:
+            message = (f"Expected one label per training image and at least two images. Received: "
+                       f"{labels.shape[0] if labels.ndim else 0} labels for {count} images")
+            raise DataError(message)
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= self.num_classes:
+            message = (f"Expected integer class indices in [0, {self.num_classes - 1}]. "
+                       f"Received: labels from {labels.min()} to {labels.max()} ({labels.dtype})")
+            raise DataError(message)
+        return labels.astype(np.int64)
+
+    def _class_means(self, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        present = np.unique(labels)
+        means = np.zeros((self.num_classes, self.feature_dim))
+        for index in present:
+            means[index] = train[labels == index].mean(axis=0)
+        absent = sorted(set(range(self.num_classes)) - set(present.tolist()))
+        if absent:
+            # A copy of a present class's mean never changes the minimum: as if the class were left out.
+            means[absent] = means[present[0]]
+            logger.info("Classes %s have no training image: the OOD score ignores them", absent)
+        return means
+
+    def load_own_variables(self, store) -> None:
+        if len(store.keys()) == 0:
+            # A classifier saved before the OOD score existed: it loads, unfitted.
+            logger.info("The saved model has no OOD score: it is left unfitted")
+            return
+        super().load_own_variables(store)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim}
+
+
+def pool_features(features: np.ndarray) -> np.ndarray:
+    """Global average pooling of ``(N, h, w, d)`` feature maps; ``(N, d)`` features are returned as they are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.models.ood import pool_features
+    >>> pool_features(np.ones((2, 3, 3, 5))).shape, pool_features(np.ones((2, 5))).shape
+    ((2, 5), (2, 5))
+    """
+    features = np.asarray(features)
+    if features.ndim == 4:
+        return features.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+    return features
+
+
+def pooled_features(model: Any, images: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
+    """The global-average-pooled base features of ``images``: one forward pass of the base per batch.
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        The classifier whose preprocessing and base are run.
+    images : numpy.ndarray
+        ``(N, S, S, 3)`` RGB images in ``[0, 255]`` at the model's input size.
+    batch_size : int, default 16
+        Images per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, d)`` float32, ``d`` the channels of the base's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.models.ood import pooled_features
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> pooled_features(model, np.zeros((3, 32, 32, 3), np.uint8)).shape
+    (3, 512)
+    """
+    images = np.asarray(images)
+    parts = [pool_features(ops.convert_to_numpy(model.features(images[start:start + batch_size].astype(np.float32))))
+             for start in range(0, len(images), batch_size)]
+    if not parts:
+        return np.zeros((0, model.ood.feature_dim), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def fit_ood(
+    model: Any,
+    data: Any,
+    *,
+    quantile: float = 0.95,
+    batch_size: int = 16,
+    features: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> dict[str, Any]:
+    """Fit a classifier's out-of-distribution score on its training (and validation) images.
+
+    Computes the pooled base features of the training split (the original
+    images, never augmented copies) and of the validation split, fits
+    ``model.ood`` (see :class:`MahalanobisOOD`) and records what was done in
+    ``model.metadata["ood"]``. :func:`~cxrclassify.train` calls it at the end
+    of training unless ``fit_ood=False``; call it again after changing the
+    base (fine-tuning it outside :func:`~cxrclassify.train`).
+
+    Parameters
+    ----------
+    model : CxrClassifier
+        A trained classifier.
+    data : DatasetSplits, (train, validation) or ImageSet
+        What :func:`~cxrclassify.load_datasets` returned (its train and
+        validation splits are used), a pair of
+        :class:`~cxrclassify.datasets.ImageSet` (validation may be ``None``), or
+        a training ImageSet alone. Without validation images the threshold is
+        set on the training images' scores (said in a log line).
+    quantile : float, default 0.95
+        Share of the validation images scored at or below the threshold.
+    batch_size : int, default 16
+        Images per forward pass.
+    features : (train, validation), optional
+        Base features already computed for the two splits, in their order
+        (feature maps or pooled; validation may be ``None``): the base is then
+        not run. :func:`~cxrclassify.train` passes its cached features.
+
+    Returns
+    -------
+    dict
+        The record put in ``model.metadata["ood"]``: ``fitted``, ``method``, ``quantile``,
+        ``threshold``, ``threshold_from`` (``"validation"`` or
+        ``"training"``), ``n_train``, ``n_validation`` and ``feature_dim``.
+
+    Warns
+    -----
+    UserWarning
+        With fewer than two training images: the score is left unfitted (and
+        the record says so), rather than failing at the end of a training run.
+
+    Examples
+    --------
+    >>> import cxrclassify
+    >>> from cxrclassify.models.ood import fit_ood
+    >>> data = cxrclassify.load_datasets("sample", image_size=32, progress=False)
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> record = fit_ood(model, data)
+    >>> model.ood.is_fitted, record["threshold_from"], record["feature_dim"]
+    (True, 'validation', 512)
+    """
+    train_set, validation_set = _ood_splits(data)
+    if len(train_set) < 2:
+        reason = f"too few training images to fit the OOD score ({len(train_set)}; at least 2 are needed)"
+        warnings.warn(f"The OOD score is left unfitted: {reason}.", stacklevel=2)
+        model.metadata["ood"] = {"fitted": False, "reason": reason}
+        return dict(model.metadata["ood"])
+    if features is None:
+        train_features = pooled_features(model, train_set.images, batch_size=batch_size)
+        validation_features = None if validation_set is None else pooled_features(
+            model, validation_set.images, batch_size=batch_size)
+    else:
+        train_features, validation_features = (pool_features(part) if part is not None else None for part in features)
+    if validation_set is None:
+        validation_features = None
+    model.ood.fit(train_features, np.asarray(train_set.labels), validation_features, quantile=quantile)
+    record = {
+        "fitted": True,
+        "method": "mahalanobis, tied covariance (Ledoit-Wolf), global-average-pooled base features",
+        "quantile": float(quantile),
+        "threshold": model.ood.threshold,
+        "threshold_from": "training" if validation_features is None or not len(validation_features) else "validation",
+        "n_train": len(train_set),
+        "n_validation": 0 if validation_features is None else len(validation_features),
+        "feature_dim": model.ood.feature_dim,
+    }
+    model.metadata["ood"] = record
+    return dict(record)
+
+
+def _ood_splits(data: Any) -> tuple[Any, Any]:
+    from ..datasets import DatasetSplits, ImageSet
+
+    if isinstance(data, DatasetSplits):
+        train_set, validation_set = data.train, data.validation
+    elif isinstance(data, ImageSet):
+        train_set, validation_set = data, None
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], ImageSet):
+        train_set, validation_set = data
+    else:
+        message = ("Expected data to be what load_datasets returned, a (train, validation) pair of ImageSet or "
+                   f"an ImageSet. Received: data of type {type(data).__name__}")
+        raise TypeError(message)
+    if validation_set is not None and len(validation_set) == 0:
+        validation_set = None
+    return train_set, validation_set
+
+
+def _check_positive(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
+        raise ValueError(message)
+    return int(value)
