@@ -62,7 +62,7 @@ def test_reproduce_writes_a_self_contained_report(shared_data, tmp_path):
     out = tmp_path / "paper"
     code = cli.main(["reproduce", "--out", str(out), "--archs", "vgg16,mobilenetv2", "--weights", "none",
                      "--mirror", str(shared_data), "--no-verify", "--data-home", str(tmp_path / "home"),
-                     "--epochs", "2", "--image-size", "32", "--counts", "20,10,10"])
+                     "--epochs", "2", "--image-size", "32", "--counts", "20,10,10", "--adult-counts", "30,15,15"])
     assert code == 0
     html = (out / "report.html").read_text()
     markdown = (out / "report.md").read_text()
@@ -74,6 +74,23 @@ def test_reproduce_writes_a_self_contained_report(shared_data, tmp_path):
     assert set(metrics["models"]) == {"vgg16", "mobilenetv2"} and metrics["versions"]["tensorflow"]
     assert metrics["models"]["vgg16"]["n_images"] == metrics["models"]["mobilenetv2"]["n_images"]
     assert (out / "split_manifest.csv").read_text().count("\n") == 41
+    adults = metrics["adult_controls"]
+    assert set(adults["models"]) == {"vgg16", "mobilenetv2"} and adults["n_test"] > 0
+    for comparison in adults["models"].values():
+        paper, adult = comparison["paper_composite_model"], comparison["adult_control_model"]
+        assert paper["n_images"] == adult["n_images"] == adults["n_test"]
+        assert set(paper["by_source"]) <= {"ieee8023", "nih"}
+    assert set(metrics["audit"]) == {"vgg16", "mobilenetv2"}
+    assert 0.0 <= metrics["audit"]["vgg16"]["source_probe"]["accuracy"] <= 1.0
+    for text in (html, markdown):
+        assert "Tested on adult controls" in text and "adult normals called COVID-19" in text
+        assert "Shortcut audit" in text
+
+
+def test_counts_option_is_checked():
+    assert cli._parse_counts("5,6,7", "--counts") == {"n_covid19": 5, "n_normal": 6, "n_pneumonia": 7}
+    with pytest.raises(SystemExit, match="three whole numbers"):
+        cli._parse_counts("5,6", "--adult-counts")
 
 
 def test_weights_option_parsing():

@@ -97,6 +97,11 @@ def _build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--counts", default=None, metavar="COVID,NORMAL,PNEUMONIA",
                            help="images per class (default: the paper's 175,100,100)")
+    reproduce.add_argument("--adult-counts", default=None, metavar="COVID,NORMAL,PNEUMONIA",
+                           help="images per class of the adult_controls composite (default: all available)")
+    reproduce.add_argument("--no-adult-controls", action="store_true",
+                           help="skip testing the models on adult controls (no NIH images fetched)")
+    reproduce.add_argument("--no-audit", action="store_true", help="skip the shortcut audit of each model")
     reproduce.set_defaults(handler=_reproduce_command)
 
     explain = commands.add_parser(
@@ -141,18 +146,28 @@ def _parse_weights(values: Sequence[str] | None) -> dict[str, str | None] | str 
 def _reproduce_command(arguments: argparse.Namespace) -> int:
     from .report import reproduce
 
-    counts = None
-    if arguments.counts:
-        covid, normal, pneumonia = (int(value) for value in arguments.counts.split(","))
-        counts = {"n_covid19": covid, "n_normal": normal, "n_pneumonia": pneumonia}
     report = reproduce(
         arguments.out, archs=[arch.strip() for arch in arguments.archs.split(",") if arch.strip()],
         weights=_parse_weights(arguments.weights), mirror=arguments.mirror, verify=not arguments.no_verify,
         data_home=arguments.data_home, epochs=arguments.epochs, image_size=arguments.image_size,
-        seed=arguments.seed, counts=counts,
+        seed=arguments.seed, counts=_parse_counts(arguments.counts, "--counts"),
+        adult_controls=not arguments.no_adult_controls,
+        adult_counts=_parse_counts(arguments.adult_counts, "--adult-counts"), audit=not arguments.no_audit,
     )
     logger.info("Wrote %s and %s", report, report.with_suffix(".md"))
     return 0
+
+
+def _parse_counts(value: str | None, option: str) -> dict[str, int] | None:
+    """``"20,10,10"`` -> ``{"n_covid19": 20, "n_normal": 10, "n_pneumonia": 10}``."""
+    if not value:
+        return None
+    parts = value.split(",")
+    if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+        message = f"Expected {option} as three whole numbers COVID,NORMAL,PNEUMONIA. Received: {option}={value!r}"
+        raise SystemExit(message)
+    covid, normal, pneumonia = (int(part) for part in parts)
+    return {"n_covid19": covid, "n_normal": normal, "n_pneumonia": pneumonia}
 
 
 def _unit_interval(value: str) -> float:
