@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import warnings
 import json
 
 import keras
@@ -179,7 +180,7 @@ def test_balanced_class_weight_weighs_the_loss_as_sklearn(rng):
     model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, dropout=0.0)
     options = dict(epochs=1, batch_size=len(train_set), learning_rate=0.0, progress=False)  # one step, weights kept
     weighted = cxrclassify.train(model, (train_set, None), class_weight="balanced", **options)
-    unweighted = cxrclassify.train(model, (train_set, None), **options)
+    unweighted = cxrclassify.train(model, (train_set, None), class_weight=None, **options)
     cross_entropy = _cross_entropy(model, train_set.images, train_set.labels)
     assert weighted["loss"][0] == pytest.approx(np.mean(expected[train_set.labels] * cross_entropy), rel=1e-5)
     assert unweighted["loss"][0] == pytest.approx(np.mean(cross_entropy), rel=1e-5)
@@ -406,3 +407,24 @@ def test_two_stage_trains_the_head_then_the_top_blocks_and_resumes(rng, tmp_path
         train_two_stage(model, (train_set, validation_set), epochs=3)
     with pytest.raises(ValueError, match="fine_tune_blocks"):
         train_two_stage(model, (train_set, validation_set), fine_tune_blocks=0)
+
+
+def test_recipes_set_the_defaults_and_explicit_options_win(rng):
+    train_set, validation_set = _toy_splits(rng)
+    model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16)
+    options = dict(epochs=1, progress=False)
+    cxrclassify.train(model, (train_set, validation_set), **options)
+    record = model.metadata["training"]
+    assert record["recipe"] == "recommended" and record["early_stopping"] == 10
+    assert record["class_weight"] == pytest.approx(list(balanced_class_weight(train_set.labels, 2).values()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no validation split: no early stopping, and no warning about it
+        cxrclassify.train(model, (train_set, None), **options)
+    assert model.metadata["training"]["early_stopping"] is None
+    cxrclassify.train(model, (train_set, validation_set), recipe="paper", **options)
+    record = model.metadata["training"]
+    assert record["recipe"] == "paper" and record["class_weight"] is None and record["early_stopping"] is None
+    cxrclassify.train(model, (train_set, validation_set), recipe="paper", early_stopping=3, **options)
+    assert model.metadata["training"]["early_stopping"] == 3
+    with pytest.raises(ValueError, match=r"Received: recipe='fast'"):
+        cxrclassify.train(model, (train_set, validation_set), recipe="fast", **options)

@@ -26,7 +26,6 @@ from typing import Any, Mapping, Sequence
 import cxrclassify as cx
 from cxrclassify.crossval import subset
 from cxrclassify.evaluation import format_ci, wilson_interval
-from cxrclassify.training import RECOMMENDED_TRAINING
 
 __all__ = ["PAPER_RESULTS", "AdultControlResult", "ModelResult", "reproduce", "write_report"]
 
@@ -179,7 +178,7 @@ def _run_architecture(arch, weights, data, figures: Path, *, epochs, batch_size,
                                image_size=image_size)
         described = "random initialisation (ImageNet weights unavailable)"
     history = cx.train(model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                       progress=progress)
+                       progress=progress, recipe="paper")
     evaluation = cx.evaluate(model, data.test)
     written = cx.save_evaluation_figures(evaluation, figures / arch, history=history, formats=("png", "svg"))
     paths = {path.stem.replace("_", " "): path for path in written if path.suffix == ".png"}
@@ -208,7 +207,7 @@ def _adult_controls_section(results, data, *, counts, mirror, verify, data_home,
                                      preprocessing=result.model.preprocessing, head=result.model.head_kind)
         adult_model.base.set_weights(result.model.base.get_weights())  # the same pretrained base
         cx.train(adult_model, adults, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                 progress=progress, **RECOMMENDED_TRAINING)
+                 progress=progress, recipe="recommended")
         comparisons.append(AdultControlResult(
             result.arch, cx.evaluate(result.model, adult_test, seed=seed), cx.evaluate(adult_model, adult_test, seed=seed),
             len(adults.test) - len(adult_test), round(time.perf_counter() - started, 1)))

@@ -40,7 +40,7 @@ from .features import FeatureCache, extract_features, view_features, weights_dig
 from .models import CxrClassifier
 from .models.ood import fit_ood as fit_ood_score
 
-__all__ = ["PAPER_SETTINGS", "RECOMMENDED_TRAINING", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
+__all__ = ["FROM_RECIPE", "PAPER_SETTINGS", "RECOMMENDED_TRAINING", "TRAINING_RECIPES", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +48,27 @@ logger = logging.getLogger(__name__)
 PAPER_SETTINGS = {"epochs": 80, "batch_size": 15, "learning_rate": 1e-3, "optimizer": "adam",
                   "loss": "categorical cross-entropy"}
 
+
+
+class _FromRecipe:
+    """Default of the options a training recipe sets (see :data:`TRAINING_RECIPES`)."""
+
+    def __repr__(self) -> str:
+        return "<from recipe>"
+
+
+#: Default of :func:`train`'s ``class_weight`` and ``early_stopping``: the value the ``recipe`` gives.
+FROM_RECIPE = _FromRecipe()
+
 #: Options of :func:`train` that did best on unseen adult patients (``benchmarks/RESULTS.md``,
-#: "Accuracy on unseen adult patients"): on top of the paper's epochs, batch and learning rate.
+#: "Accuracy on unseen adult patients"), on top of the paper's epochs, batch and learning rate:
+#: :func:`train`'s defaults (``recipe="recommended"``). Early stopping needs a validation split;
+#: without one the recipe leaves it off.
 RECOMMENDED_TRAINING = {"class_weight": "balanced", "early_stopping": 10}
+
+#: Named defaults of :func:`train`'s ``class_weight`` and ``early_stopping``: ``"paper"``
+#: (Soares & Soares 2020: neither) and ``"recommended"`` (:data:`RECOMMENDED_TRAINING`).
+TRAINING_RECIPES = {"paper": {"class_weight": None, "early_stopping": None}, "recommended": RECOMMENDED_TRAINING}
 
 #: ``lr_schedule="plateau"``: divide the rate by 10 after this many epochs without a better
 #: monitored loss (fewer when ``early_stopping`` would stop first: half its patience).
@@ -73,21 +91,27 @@ def train(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     progress: bool = True,
-    class_weight: str | Mapping[int | str, float] | None = None,
+    class_weight: str | Mapping[int | str, float] | None | _FromRecipe = FROM_RECIPE,
     augment: bool | Augmentation = False,
     augment_views: int = 8,
-    early_stopping: int | None = None,
+    early_stopping: int | None | _FromRecipe = FROM_RECIPE,
     lr_schedule: str | keras.optimizers.schedules.LearningRateSchedule | None = None,
     log_dir: str | os.PathLike[str] | None = None,
     strategy: Any = None,
     cache_dir: str | os.PathLike[str] | bool | None = None,
     fit_ood: bool = True,
+    recipe: str = "recommended",
 ) -> dict[str, list[float]]:
-    """Train a classifier with the paper's defaults: 80 epochs, Adam, 0.001, batch 15.
+    """Train a classifier: the paper's 80 epochs of Adam at 0.001, batch 15, with class balance.
 
     The loss is categorical cross-entropy. The model is trained in place; its
     ``class_names`` are set from the data when it has none. The settings used
-    are recorded in ``model.metadata["training"]``.
+    are recorded in ``model.metadata["training"]``. By default (``recipe=
+    "recommended"``, :data:`RECOMMENDED_TRAINING`) the classes are weighed so
+    that each counts as much in the loss and training stops early when the
+    validation loss has not improved for 10 epochs, which did better on unseen
+    adult patients than the paper's settings alone (``benchmarks/RESULTS.md``);
+    ``recipe="paper"`` gives Soares & Soares (2020) exactly.
 
     Parameters
     ----------
@@ -122,8 +146,8 @@ def train(
         Extra Keras callbacks (run after the library's own).
     progress : bool, default True
         Show a progress bar over the epochs (and the feature extraction).
-    class_weight : {"balanced"} or dict, optional
-        Weight of each class in the loss: ``"balanced"`` weighs class ``c`` by
+    class_weight : {"balanced"}, dict or None, default: from ``recipe``
+        Weight of each class in the loss (``None``: all 1): ``"balanced"`` weighs class ``c`` by
         ``n / (k * n_c)`` over the training labels (as scikit-learn's
         ``compute_class_weight``, see :func:`balanced_class_weight`); a dict maps
         class indices or names to weights (missing classes weigh 1). The
@@ -137,8 +161,8 @@ def train(
     augment_views : int, default 8
         Views per training image with cached features: the original and
         ``augment_views - 1`` augmented copies. Each epoch uses one per image.
-    early_stopping : int, optional
-        Stop when the validation loss (the training loss without a validation
+    early_stopping : int or None, default: from ``recipe``
+        ``None``: run all epochs. An int: stop when the validation loss (the training loss without a validation
         split) has not improved for this many epochs, and put back the weights
         of the best epoch (also when training runs to ``epochs``).
     lr_schedule : {"cosine", "plateau"} or LearningRateSchedule, optional
@@ -163,10 +187,16 @@ def train(
         ``True``: ``<data home>/features`` (see ``CXRCLASSIFY_HOME``).
     fit_ood : bool, default True
         At the end, fit the model's out-of-distribution score
-        (:func:`~cxrclassify.models.ood.fit_ood`) on the training images'
+        (:func:`~cxrclassify.models.fit_ood`) on the training images'
         pooled base features, its threshold on the validation images'; with
         cached features, from the cached original images (no augmented view),
         without running the base again. Recorded in ``model.metadata["ood"]``.
+    recipe : {"recommended", "paper"}, default "recommended"
+        Where ``class_weight`` and ``early_stopping`` take their defaults from
+        (:data:`TRAINING_RECIPES`): ``"recommended"``, balanced class weights
+        and early stopping after 10 epochs without a better validation loss
+        (left off when there is no validation split); ``"paper"``, neither.
+        Options passed explicitly win. Recorded in the training metadata.
 
     Returns
     -------
@@ -217,6 +247,8 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
     if use_cache and model.base_trainable:
         message = "cache_features=True needs a frozen base. Received: a model whose base is trainable"
         raise ValueError(message)
+    if validation_set is None and "early_stopping" in options["from_recipe"]:
+        options["early_stopping"] = None  # the recipe's early stopping needs a validation split
     if validation_set is None and (options["early_stopping"] is not None or options["lr_schedule"] == "plateau"):
         warnings.warn("There is no validation split: early stopping and the plateau schedule watch the "
                       "training loss instead.", stacklevel=3)
@@ -249,10 +281,17 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
 
 
 def _train_options(**options: Any) -> dict[str, Any]:
-    """``options`` completed with :func:`train`'s defaults (a TypeError names any unknown option)."""
+    """``options`` completed with :func:`train`'s defaults and its recipe's (a TypeError names any unknown option)."""
     bound = inspect.signature(train).bind(None, None, **options)
     bound.apply_defaults()
-    return {name: value for name, value in bound.arguments.items() if name not in ("model", "data")}
+    completed = {name: value for name, value in bound.arguments.items() if name not in ("model", "data")}
+    if completed["recipe"] not in TRAINING_RECIPES:
+        message = f"Expected recipe to be one of {sorted(TRAINING_RECIPES)}. Received: recipe={completed['recipe']!r}"
+        raise ValueError(message)
+    completed["from_recipe"] = sorted(name for name, value in completed.items() if value is FROM_RECIPE)
+    for name in completed["from_recipe"]:
+        completed[name] = TRAINING_RECIPES[completed["recipe"]][name]
+    return completed
 
 
 def _fit_data(
@@ -280,8 +319,8 @@ def _fit_data(
     validation_data = None if validation_set is None else (validation_inputs, validation_set.one_hot())
     strategy = options["strategy"]
     settings = {
-        "epochs": options["epochs"], "batch_size": options["batch_size"], "learning_rate": options["learning_rate"],
-        "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
+        "recipe": options["recipe"], "epochs": options["epochs"], "batch_size": options["batch_size"],
+        "learning_rate": options["learning_rate"], "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set),
         "class_weight": class_weights, "augmentation": None if augmentation is None else augmentation.to_dict(),
