@@ -1,9 +1,9 @@
 """Write a Grad-CAM overlay for every X-ray in a folder.
 
 Classifies every PNG, JPEG and DICOM image below ``--images`` (default: the bundled
-sample's images) and writes, for each, a PNG with the Grad-CAM heatmap of the
-predicted class laid over the X-ray, named after the image, the predicted class
-and its probability. The model is either one saved with ``model.save(...)``
+sample's images) and writes, for each, a PNG with the class activation map of the
+predicted class laid over the X-ray (Grad-CAM, or ``--method gradcam++`` /
+``scorecam``) and the raw map, plus ``predictions.csv`` and a grid figure. The model is either one saved with ``model.save(...)``
 (``--model model.keras``) or, by default, one trained on the bundled sample
 first.
 
@@ -46,6 +46,8 @@ def parse_arguments() -> argparse.Namespace:
                         help="weights of the model trained here: 'imagenet' (default without --quick), 'none', "
                              "or the path of a .weights.h5 file of the base without its top")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: 0)")
+    parser.add_argument("--method", default="gradcam", choices=cxrclassify.explain.CAM_METHODS,
+                        help="class activation map method (default: gradcam)")
     return parser.parse_args()
 
 
@@ -78,18 +80,16 @@ def main() -> int:
             return 1
 
     try:
-        predictions = cxrclassify.predict(model, images)  # every PNG/JPEG below the folder, sorted by path
+        # One call: predictions, then Grad-CAM in batches; an overlay PNG and the raw map (.npy) per image,
+        # predictions.csv (with the out-of-distribution flag) and cam_grid.png (like the paper's Figure 4).
+        written = cxrclassify.explain_images(model, images, out, method=arguments.method)
     except cxrclassify.DataError as error:
         print(f"Cannot use {images}: {error}", file=sys.stderr)
         return 1
-
-    for path, label, probabilities in zip(predictions.inputs, predictions.labels, predictions.probabilities):
-        heatmap = cxrclassify.grad_cam(model, path)  # explains the predicted class
-        relative = Path(path).relative_to(images) if Path(images).is_dir() else Path(Path(path).name)
-        name = "__".join(relative.with_suffix("").parts) + f"__pred-{label}-{probabilities.max():.2f}.png"
-        written = cxrclassify.save_gradcam_overlay(path, heatmap, out / name)
-        print(f"{relative}: {label} ({probabilities.max():.2f}) -> {written.name}")
-    print(f"wrote {len(predictions)} Grad-CAM overlays to {out}")
+    overlays = [path for path in written if path.suffix == ".png" and path.name != "cam_grid.png"]
+    for path in overlays:
+        print(path.name)
+    print(f"wrote {len(overlays)} {arguments.method} overlays, predictions.csv and cam_grid.png to {out}")
     return 0
 
 
