@@ -23,6 +23,7 @@ from cxrclassify import _download
 from cxrclassify._download import (
     RemoteFile,
     cache_info,
+    checked_archive_members,
     clear_data_home,
     extract_archive,
     fetch,
@@ -553,6 +554,18 @@ def test_zip_with_parent_traversal_is_refused(tmp_path):
         extract_archive(archive, target)
     assert "evil.zip" in str(caught.value)
     assert not (tmp_path / "deep" / "evil").exists() and extracted(target) == {}
+
+
+def test_one_bad_member_refuses_the_whole_archive_even_unselected(tmp_path):
+    archive = make_zip(tmp_path / "evil.zip", {"ok.txt": b"fine", "../evil": b"pwned"})
+    target = tmp_path / "deep" / "out"
+    with pytest.raises(DownloadError, match=r"\.\./evil"):
+        extract_archive(archive, target, members=["ok.txt"])
+    with pytest.raises(DownloadError, match=r"\.\./evil"):
+        checked_archive_members(archive, target)
+    assert not target.exists() or extracted(target) == {}
+    good = make_zip(tmp_path / "good.zip", {"images/a.png": b"a"})
+    assert checked_archive_members(good, target) == {"images/a.png": "file"}
 
 
 @pytest.mark.parametrize(

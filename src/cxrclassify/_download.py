@@ -1166,6 +1166,49 @@ def extract_archive(
     return target
 
 
+def checked_archive_members(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> dict[str, str]:
+    """Every member of a zip or tar archive by name, ``"file"``, ``"dir"`` or ``"link"``, once all are checked.
+
+    Each member is checked as :func:`extract_archive` checks what it extracts
+    (no absolute path, nothing that would land outside ``target``, no link
+    pointing out, no device): an archive with one bad member is refused whole.
+    Nothing is written.
+
+    Raises
+    ------
+    cxrclassify.exceptions.DownloadError
+        If the file is not a zip or tar archive, or a member is unsafe (the
+        message names the archive and the member).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, zipfile
+    >>> from cxrclassify._download import checked_archive_members
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(folder / "data.zip", "w") as zipped:
+    ...     zipped.writestr("images/a.png", b"a")
+    >>> checked_archive_members(folder / "data.zip", folder / "out")
+    {'images/a.png': 'file'}
+    """
+    archive = Path(archive)
+    root = os.path.realpath(target)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zipped:
+                members = _zip_members(zipped)
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive, "r:*") as tarred:
+                members = _tar_members(archive, tarred)
+        else:
+            message = f"Expected a zip or tar (.gz, .bz2, .xz) archive. Received: {str(archive)!r}, which is neither"
+            raise DownloadError(message)
+    except (tarfile.TarError, zipfile.BadZipFile) as error:
+        message = f"Expected a readable archive. Received: {str(archive)!r} ({error})"
+        raise DownloadError(message) from error
+    _check_members(archive, root, members)
+    return {member.name: member.kind for member in members}
+
+
 def _extract_from(
     archive: Path,
     root: str,
@@ -1174,6 +1217,7 @@ def _extract_from(
     max_total_bytes: int,
     max_ratio: float,
 ) -> None:
+    _check_members(archive, root, everything)  # one bad member condemns the whole archive
     selected = _select(archive, everything, wanted)
     finals = _check_members(archive, root, selected)
     _check_sizes(archive, everything, selected, max_total_bytes, max_ratio)

@@ -7,6 +7,7 @@ and is re-exported here.
 from .._download import (
     RemoteFile,
     cache_info,
+    checked_archive_members,
     clear_data_home,
     extract_archive,
     fetch,
@@ -58,6 +59,7 @@ __all__ = [
     "adult_controls_records",
     "as_samples",
     "cache_info",
+    "checked_archive_members",
     "clear_data_home",
     "decode_records",
     "describe_composition",

@@ -22,7 +22,6 @@ import io
 import logging
 import os
 import re
-import tarfile
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,13 +32,12 @@ from tqdm.auto import tqdm
 
 from .._download import (
     RemoteFile,
-    _check_members,
-    _tar_members,
+    checked_archive_members,
     extract_archive,
     fetch,
     get_data_home,
 )
-from ..exceptions import DataError, DownloadError
+from ..exceptions import DataError
 from ._records import Sample
 
 __all__ = [
@@ -413,18 +411,12 @@ def _image_members(archive: Path, root: Path) -> dict[str, str]:
     with a member escaping the target folder has been tampered with and is
     refused before anything is written.
     """
-    try:
-        with tarfile.open(archive, "r:*") as tarred:
-            members = _tar_members(archive, tarred)
-            _check_members(archive, os.path.realpath(root), members)
-    except tarfile.TarError as error:
-        message = f"Expected {str(archive)!r} to be a tar.gz archive of the release. Received: {error}"
-        raise DownloadError(message) from error
+    members = checked_archive_members(archive, root)
     found = {}
-    for member in members:
-        parts = os.path.normpath(member.name).replace(os.sep, "/").split("/")
-        if member.kind == "file" and len(parts) >= 2 and parts[-2] == "images":
-            found[parts[-1]] = member.name
+    for name, kind in members.items():
+        parts = os.path.normpath(name).replace(os.sep, "/").split("/")
+        if kind == "file" and len(parts) >= 2 and parts[-2] == "images":
+            found[parts[-1]] = name
     return found
 
 
