@@ -9,7 +9,8 @@ adults), then:
    linear probe reads each image's source from the model's features;
 2. ``cxrclassify.leave_one_source_out``: a fresh model trained without one source and
    tested on it, for the NIH and Kermany sources;
-3. the out-of-distribution flag of ``predict`` on images unlike any X-ray.
+3. the out-of-distribution flag of ``predict`` on images unlike any X-ray;
+4. the Grad-CAM overlays of the test images and their grid figure.
 
 Run it once cxrclassify is installed::
 
@@ -75,6 +76,10 @@ def main() -> int:
     noise = np.random.default_rng(arguments.seed).integers(0, 256, (4, image_size, image_size, 3), dtype=np.uint8)
     flagged = cxrclassify.predict(model, noise).out_of_distribution
     print(f"out-of-distribution flag on 4 images of noise: {int(flagged.sum())} of 4 flagged")
+
+    # The maps behind the audit, as a grid like the paper's Figure 4: look where the heat is.
+    cxrclassify.explain_images(model, data.test, out / "maps")
+    print(f"wrote the test images' Grad-CAM overlays and grid to {out / 'maps'}")
 
     record = {"audit": audit.to_dict(), "leave_one_source_out": held_out.to_dict(),
               "noise_flagged": int(flagged.sum())}

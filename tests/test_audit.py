@@ -215,7 +215,9 @@ def test_unfitted_model_gives_nan_scores_and_no_flags(caplog):
         result = cxrclassify.predict(model, grey_noise(np.random.default_rng(10), 20), batch_size=4)
     assert np.isnan(result.ood_scores).all() and not result.out_of_distribution.any()
     assert sum("not fitted" in message for message in caplog.messages) == 1
-    assert set(result.to_rows()[0]) == {"input", "label", "class_0", "class_1"}
+    row = result.to_rows()[0]
+    assert set(row) == {"input", "label", "class_0", "class_1", "ood_score", "out_of_distribution"}
+    assert np.isnan(row["ood_score"]) and row["out_of_distribution"] is False
     assert audit(model, marked_set(11, 6, "corner")).ood == {"fitted": False}
 
 

@@ -66,7 +66,7 @@ def test_frozen_vgg16_learns_the_paper_composite(shared_data, tmp_path):
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
 
     model = cxrclassify.build_model("vgg16", len(data.class_names), weights=weights)
-    history = cxrclassify.train(model, data, progress=False)
+    history = cxrclassify.train(model, data, progress=False, recipe="paper")
     result = cxrclassify.evaluate(model, data.test)
 
     assert len(history["loss"]) == 80
