@@ -60,10 +60,10 @@ class _FromRecipe:
 #: Default of :func:`train`'s ``class_weight`` and ``early_stopping``: the value the ``recipe`` gives.
 FROM_RECIPE = _FromRecipe()
 
-#: Options of :func:`train` that did best on unseen adult patients (``benchmarks/RESULTS.md``,
-#: "Accuracy on unseen adult patients"), on top of the paper's epochs, batch and learning rate:
-#: :func:`train`'s defaults (``recipe="recommended"``). Early stopping needs a validation split;
-#: without one the recipe leaves it off.
+#: :func:`train`'s defaults (``recipe="recommended"``): the training options of the best variant
+#: measured on unseen adult patients (``benchmarks/RESULTS.md``, "Accuracy on unseen adult
+#: patients"), on top of the paper's epochs, batch and learning rate. Early stopping needs a
+#: validation split; without one the recipe leaves it off.
 RECOMMENDED_TRAINING = {"class_weight": "balanced", "early_stopping": 10}
 
 #: Named defaults of :func:`train`'s ``class_weight`` and ``early_stopping``: ``"paper"``
@@ -109,8 +109,8 @@ def train(
     are recorded in ``model.metadata["training"]``. By default (``recipe=
     "recommended"``, :data:`RECOMMENDED_TRAINING`) the classes are weighed so
     that each counts as much in the loss and training stops early when the
-    validation loss has not improved for 10 epochs, which did better on unseen
-    adult patients than the paper's settings alone (``benchmarks/RESULTS.md``);
+    validation loss has not improved for 10 epochs: the training options of the
+    best variant measured on unseen adult patients (``benchmarks/RESULTS.md``).
     ``recipe="paper"`` gives Soares & Soares (2020) exactly.
 
     Parameters
