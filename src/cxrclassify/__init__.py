@@ -4,7 +4,7 @@ The five calls::
 
     data = load_datasets("sample")                  # or a folder root/<class>/<image>
     model = build_model("vgg16", num_classes=len(data.class_names))
-    history = train(model, data)                     # the paper's settings
+    history = train(model, data)                     # the paper's settings, class-balanced
     result = predict(model, "xray.png")
     heatmap = grad_cam(model, "xray.png")
 

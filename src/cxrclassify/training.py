@@ -1,4 +1,4 @@
-"""``train``: fit a classifier's head (or all of it) with the paper's settings.
+"""``train``: fit a classifier's head (or all of it) with the paper's settings, or the recommended recipe.
 
 While the base is frozen, the base's output for an image is the same at every
 epoch. :func:`train` then runs the base once per image, keeps the feature maps,
