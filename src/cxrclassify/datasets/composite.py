@@ -12,6 +12,7 @@ import os
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,8 +97,7 @@ def soares2020_records(
     rng = np.random.default_rng(seed)
     options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes,
                "progress": progress}
-    metadata = fetch_ieee8023_metadata(commit=commit, **options)
-    covid_rows = select_ieee8023_rows(read_ieee8023_metadata(metadata), findings=("COVID-19",))
+    covid_rows = _ieee8023_covid_rows(commit, options)
     chosen_rows = [covid_rows[i] for i in sorted(_draw(rng, len(covid_rows), n_covid19, "ieee8023 COVID-19"))]
     covid = ieee8023_records(rows=chosen_rows, label="covid19", commit=commit, **options)
 
@@ -111,6 +111,12 @@ def soares2020_records(
     records = covid + controls
     warn_if_confounded(records)
     return records
+
+
+def _ieee8023_covid_rows(commit: str, options: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The metadata rows of the ieee8023 frontal COVID-19 X-rays at ``commit``."""
+    metadata = fetch_ieee8023_metadata(commit=commit, **options)
+    return select_ieee8023_rows(read_ieee8023_metadata(metadata), findings=("COVID-19",))
 
 
 def _draw(rng: np.random.Generator, available: int, wanted: int, what: str) -> np.ndarray:
@@ -218,8 +224,7 @@ def adult_controls_records(
     rng = np.random.default_rng(seed)
     options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes,
                "progress": progress}
-    metadata = fetch_ieee8023_metadata(commit=commit, **options)
-    covid_rows = [row for row in select_ieee8023_rows(read_ieee8023_metadata(metadata), findings=("COVID-19",))
+    covid_rows = [row for row in _ieee8023_covid_rows(commit, options)
                   if (age := parse_age(row.get("age", ""))) is None or age >= min_age]
     if n_covid19 is not None:
         covid_rows = [covid_rows[i] for i in sorted(_draw(rng, len(covid_rows), n_covid19, "ieee8023 COVID-19"))]

@@ -36,6 +36,7 @@ import numpy as np
 from keras import ops
 
 from ..datasets import DatasetSplits, ImageSet
+from ..evaluation import _jsonable
 from ..exceptions import DataError
 from ..models import CxrClassifier
 from ..models.ood import pool_features, pooled_features
@@ -710,17 +711,3 @@ def _check_positive_int(name: str, value: int) -> None:
 def _balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:
     recalls = [float(np.mean(predicted[truth == name] == name)) for name in np.unique(truth)]
     return float(np.mean(recalls)) if recalls else float("nan")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
