@@ -160,14 +160,11 @@ def _forward(model: CxrClassifier, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     """Probabilities (as ``model(batch)``) and OOD scores of a batch, from one pass of the base.
 
     Eager calls of the parts, not ``predict_on_batch`` (which returns one copy per
-    replica under a tf.distribute strategy); the softmax with temperature is the
-    one of :meth:`CxrClassifier.call`.
+    replica under a tf.distribute strategy); the head, temperature and softmax are
+    :meth:`CxrClassifier.probabilities_from_features`, as in :meth:`CxrClassifier.call`.
     """
     features = model.features(batch)
-    logits = model.head(features, training=False)
-    if model.temperature != 1.0:
-        logits = logits / model.temperature
-    probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
+    probabilities = ops.convert_to_numpy(model.probabilities_from_features(features))
     return probabilities, ops.convert_to_numpy(model.ood(features))
 
 

@@ -575,10 +575,7 @@ def _maps_and_features(
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype(np.float32)
         features = model.features(batch)
-        logits = model.head(features, training=False)
-        if model.temperature != 1.0:
-            logits = logits / model.temperature
-        batch_probabilities = ops.convert_to_numpy(ops.softmax(logits, axis=-1))
+        batch_probabilities = ops.convert_to_numpy(model.probabilities_from_features(features))
         probabilities.append(batch_probabilities)
         pooled.append(pool_features(ops.convert_to_numpy(features)))
         maps = class_activation_maps(model, batch, batch_probabilities.argmax(axis=1), method=method)

@@ -166,11 +166,19 @@ class CxrClassifier(keras.Model):
         """Class logits (pre-softmax scores) for ``images``."""
         return self.head(self.features(images), training=training)
 
-    def call(self, inputs, training: bool = False):
-        logits = self.logits(inputs, training=training)
+    def probabilities_from_features(self, features, training: bool = False):
+        """Class probabilities from the base's feature maps: the head, the temperature, the softmax.
+
+        What :meth:`call` does after the base, for callers that also need the
+        features (prediction with the out-of-distribution score, the audit).
+        """
+        logits = self.head(features, training=training)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return ops.softmax(logits, axis=-1)
+
+    def call(self, inputs, training: bool = False):
+        return self.probabilities_from_features(self.features(inputs), training=training)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
