@@ -216,7 +216,7 @@ def test_unfitted_model_gives_nan_scores_and_no_flags(caplog):
     assert np.isnan(result.ood_scores).all() and not result.out_of_distribution.any()
     assert sum("not fitted" in message for message in caplog.messages) == 1
     row = result.to_rows()[0]
-    assert set(row) == {"input", "label", "class_0", "class_1", "ood_score", "out_of_distribution"}
+    assert set(row) == {"input", "label", "class_0", "class_1", "ood_score", "out_of_distribution", "error"}
     assert np.isnan(row["ood_score"]) and row["out_of_distribution"] is False
     assert audit(model, marked_set(11, 6, "corner")).ood == {"fitted": False}
 

@@ -1,10 +1,13 @@
-"""The cxrclassify command line: the demo on the bundled sample."""
+"""The cxrclassify command line: the demo on the bundled sample; explain's --on-error and exit codes."""
 
 from __future__ import annotations
 
+import csv
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import cxrclassify
 from cxrclassify import cli
@@ -97,3 +100,36 @@ def test_weights_option_parsing():
     assert cli._parse_weights(None) == "imagenet"
     assert cli._parse_weights(["none"]) is None
     assert cli._parse_weights(["vgg16=a.h5", "resnet50=none"]) == {"vgg16": "a.h5", "resnet50": None}
+
+
+@pytest.fixture
+def folder_with_a_bad_file(tmp_path):
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in (0, 2):
+        Image.fromarray(rng.integers(0, 255, (20, 22), dtype=np.uint8)).save(folder / f"x{index}.png")
+    (folder / "x1.png").write_bytes(b"not an image")
+    model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, class_names=["covid19", "normal"])
+    model.save(tmp_path / "m.keras")
+    return folder
+
+
+def test_explain_skips_bad_files_by_default_and_exits_1(folder_with_a_bad_file, tmp_path, caplog):
+    out = tmp_path / "out"
+    code = cli.main(["explain", str(tmp_path / "m.keras"), str(folder_with_a_bad_file), "--out", str(out)])
+    assert code == cli.EXIT_SKIPPED == 1
+    assert sorted(path.name for path in out.glob("*_overlay.png")) == ["0000_x0_overlay.png", "0002_x2_overlay.png"]
+    with open(out / "predictions.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["error"] != "" for row in rows] == [False, True, False]
+    assert "x1.png" in rows[1]["error"] and rows[1]["covid19"] == ""
+    assert "skipped 1 of 3 images" in caplog.text
+
+
+def test_explain_on_error_raise_stops_with_exit_code_2(folder_with_a_bad_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["explain", str(tmp_path / "m.keras"), str(folder_with_a_bad_file), "--out", str(tmp_path / "out"),
+                  "--on-error", "raise"])
+    assert exit_info.value.code == cli.EXIT_USAGE == 2
+    assert "x1.png" in capsys.readouterr().err

@@ -65,7 +65,7 @@ SCRIPT = textwrap.dedent(
             "metadata": {key: model.metadata["training"][key] for key in ("cached_features", "replicas", "strategy")},
             "predicted": model.predict(validation_images, batch_size=16, verbose=0).tolist(),
             "called": np.asarray(model(validation_images)).tolist(),
-            "library_predicted": cxrclassify.predict(model, validation_images[:7]).probabilities.tolist(),
+            "library_predicted": cxrclassify.predict(model, validation_set.images[:7]).probabilities.tolist(),
         }
     outside = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16)
     errors = []

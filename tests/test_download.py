@@ -31,7 +31,7 @@ from cxrclassify._download import (
     get_data_home,
     git_blob_sha1,
 )
-from cxrclassify.exceptions import ChecksumError, DataError, DownloadError
+from cxrclassify.exceptions import ChecksumError, DataError, DownloadError, UnverifiedDownloadWarning
 
 FAST = {"progress": False, "backoff": 0.01, "timeout": 5.0}
 NAME = "source/v1/images/scan 1.bin"
@@ -641,3 +641,67 @@ def test_archive_over_max_total_bytes_is_refused(tmp_path):
     assert extracted(tmp_path / "out") == {}
     extract_archive(archive, tmp_path / "out", members=["data/NORMAL/a.jpeg"], max_total_bytes=100)
     assert extracted(tmp_path / "out") == {"data/NORMAL/a.jpeg": FILES["data/NORMAL/a.jpeg"]}
+
+
+# --------------------------------------------------------------------------- damaged archives, fetched then extracted
+
+
+def damaged_archive(kind: str, tmp_path: Path) -> tuple[str, bytes, bytes]:
+    """``(file name, good bytes, damaged bytes)`` of an archive of FILES."""
+    if kind == "tar.gz-truncated":
+        good = make_tar(tmp_path / "good.tar.gz").read_bytes()
+        return "images_001.tar.gz", good, good[: len(good) // 2]
+    good = make_zip(tmp_path / "good.zip").read_bytes()
+    if kind == "zip-truncated":
+        return "ChestXRay2017.zip", good, good[: len(good) - 60]
+    crc = zipfile.ZipFile(io.BytesIO(good)).getinfo("data/PNEUMONIA/b.jpeg").CRC  # kind == "zip-bad-crc"
+    return "ChestXRay2017.zip", good, good.replace(crc.to_bytes(4, "little"), (crc ^ 1).to_bytes(4, "little"))
+
+
+@pytest.mark.parametrize("verify", [True, False], ids=["unpinned", "verify-false"])
+@pytest.mark.parametrize("kind", ["zip-truncated", "zip-bad-crc", "tar.gz-truncated"])
+def test_damaged_archive_from_the_server_is_reported_and_the_cache_recovers(home, tmp_path, kind, verify):
+    name, good, damaged = damaged_archive(kind, tmp_path)
+    root = tmp_path / "www"
+    (root / "archives").mkdir(parents=True)
+    served_file = root / "archives" / name
+    served_file.write_bytes(damaged)  # a broken upstream: the full Content-Length of a damaged file
+    target = tmp_path / "extracted"
+    with LoopbackServer(root) as server:
+        # No checksum, as for the NIH archives (NIH publishes none): fetch cannot tell the file is damaged.
+        remote = RemoteFile(name=f"demo/{name}", url=f"{server.url}/archives/{name}")
+        with pytest.warns(UnverifiedDownloadWarning):
+            path = fetch(remote, verify=verify, **FAST)
+        assert path.read_bytes() == damaged
+        with pytest.raises(DownloadError) as caught:
+            if name.endswith(".tar.gz"):  # the NIH loader lists the archive first
+                checked_archive_members(path, target)
+            extract_archive(path, target)
+        message = str(caught.value)
+        assert str(path) in message and "Received:" in message
+        assert f"{server.url}/archives/{name}" in message and "deleted from the cache" in message
+        assert not path.exists() and leftovers(home, f"demo/{name}") == []
+        # Nothing half-extracted: at most complete members, no staging folder.
+        assert all(FILES[member] == data for member, data in extracted(target).items())
+        assert not target.exists() or not [p for p in target.iterdir() if p.name.startswith(".")]
+
+        served_file.write_bytes(good)  # upstream fixed
+        with pytest.warns(UnverifiedDownloadWarning):
+            again = fetch(remote, verify=verify, **FAST)
+        assert again == path and again.read_bytes() == good
+        assert len(server.requests_for(f"/archives/{name}")) == 2
+    assert extracted(extract_archive(again, target)) == FILES
+
+
+def test_damaged_archive_with_a_pinned_checksum_never_reaches_the_cache(home, tmp_path):
+    name, good, damaged = damaged_archive("zip-truncated", tmp_path)
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / name).write_bytes(damaged)
+    with LoopbackServer(root) as server:
+        remote = RemoteFile(name=f"demo/{name}", url=f"{server.url}/{name}", sha256=sha256(good), size=len(good))
+        with pytest.raises(ChecksumError, match=name):
+            fetch(remote, **FAST)
+        assert leftovers(home, f"demo/{name}") == []
+        (root / name).write_bytes(good)
+        assert extracted(extract_archive(fetch(remote, **FAST), tmp_path / "out")) == FILES

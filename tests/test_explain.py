@@ -145,7 +145,7 @@ def test_one_forward_and_backward_pass_per_batch(monkeypatch, method):
         return counters[-1]
 
     monkeypatch.setattr(cam, "_cam_model", counting)
-    images = np.random.default_rng(0).integers(0, 255, (5, 20, 24), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 255, (5, 20, 24, 1), dtype=np.uint8)
     assert cxrclassify.grad_cam(model, images, method=method, batch_size=2, max_channels=3).shape == (5, 20, 24)
     assert sum(counter.calls for counter in counters) == 3  # batches of 2, 2 and 1
     counters.clear()
@@ -200,7 +200,7 @@ def test_unknown_method_lists_the_valid_ones():
 def test_batch_size_and_max_channels_must_be_positive():
     model = _tiny_model()
     with pytest.raises(ValueError, match="Received: batch_size=0"):
-        cxrclassify.grad_cam(model, np.zeros((2, 16, 16)), batch_size=0)
+        cxrclassify.grad_cam(model, np.zeros((2, 16, 16, 1)), batch_size=0)
     with pytest.raises(ValueError, match="Received: max_channels=0"):
         cxrclassify.grad_cam(model, np.zeros((16, 16)), method="scorecam", max_channels=0)
 
@@ -210,7 +210,7 @@ def test_class_index_out_of_range():
     with pytest.raises(ValueError, match="class_index between 0 and 1"):
         cxrclassify.grad_cam(model, np.zeros((16, 16)), class_index=2)
     with pytest.raises(ValueError, match=r"one integer class index per image \(2\)"):
-        cxrclassify.grad_cam(model, np.zeros((2, 16, 16)), class_index=[0, 1, 1])
+        cxrclassify.grad_cam(model, np.zeros((2, 16, 16, 1)), class_index=[0, 1, 1])
     with pytest.raises(ValueError, match="class_indices between 0 and 1"):
         class_activation_maps(model, np.zeros((1, 16, 16, 3)), [-1])
 
@@ -265,7 +265,7 @@ def test_grid_figure(tmp_path):
 
 def test_explain_images_writes_overlays_maps_grid_and_csv(tmp_path):
     model = _tiny_model(class_names=["a", "b", "c"])
-    images = np.random.default_rng(0).integers(0, 255, (3, 20, 24), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 255, (3, 20, 24, 1), dtype=np.uint8)
     written = explain_images(model, images, tmp_path / "out", method="gradcam++", class_index=2)
     names = sorted(path.name for path in written)
     assert names == ["0000_array_0_map.npy", "0000_array_0_overlay.png", "0001_array_1_map.npy",

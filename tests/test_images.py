@@ -47,7 +47,8 @@ def test_rgba_is_composited_on_black():
     "array, expected_max",
     [
         (np.full((5, 6), 0.5, np.float32), 128),  # float in [0, 1]
-        (np.full((5, 6, 1), 200.0), 200),  # float in [0, 255]
+        (np.full((5, 6, 1), 200, np.uint8), 200),  # (H, W, 1) grayscale
+        (np.full((5, 6), 200, np.int64), 200),  # other integers: 0..255 taken as 8-bit
         (np.full((5, 6, 3), 77, np.uint8), 77),
         (np.full((5, 6, 4), 90, np.uint8), 32),  # RGBA: 90 at alpha 90/255 on black
     ],
@@ -55,6 +56,12 @@ def test_rgba_is_composited_on_black():
 def test_arrays_of_each_layout(array, expected_max):
     rgb = to_rgb_uint8(array)
     assert rgb.shape == (5, 6, 3) and rgb.dtype == np.uint8 and int(rgb.max()) == expected_max
+
+
+def test_float_array_on_a_0_255_scale_is_refused_with_advice():
+    # float arrays are read as [0, 1] only; 0..255 floats are not guessed at
+    with pytest.raises(ImageDecodeError, match=r"Cast 0\.\.255 data to uint8.*Received: values from 200 to 200"):
+        to_rgb_uint8(np.full((5, 6, 1), 200.0))
 
 
 def test_bad_array_shape_says_what_was_expected():

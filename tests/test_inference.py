@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import cxrclassify
-from cxrclassify.exceptions import DataError, ImageDecodeError
+from cxrclassify.exceptions import ArgumentError, ArgumentTypeError, DataError, ImageDecodeError
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def test_order_is_input_order_across_batches(model, rng):
 def test_folder_is_read_recursively_and_sorted(model, class_folder):
     result = cxrclassify.predict(model, class_folder)
     assert len(result) == 24 and result.inputs == sorted(result.inputs)
-    assert result.to_rows()[0].keys() == {"input", "label", "covid19", "normal", "ood_score", "out_of_distribution"}
+    assert result.to_rows()[0].keys() == {"input", "label", "covid19", "normal", "ood_score", "out_of_distribution",
+                                          "error"}
+    assert result.skipped == [] and {row["error"] for row in result.to_rows()} == {None}
 
 
 def test_single_path_and_pil_image(model, class_folder):
@@ -49,7 +51,7 @@ def test_single_path_and_pil_image(model, class_folder):
 
 
 def test_empty_folder(model, tmp_path):
-    with pytest.raises(DataError, match="Found no PNG, JPEG or DICOM"):
+    with pytest.raises(DataError, match="Found no PNG, JPEG, TIFF or DICOM"):
         cxrclassify.predict(model, tmp_path)
 
 
@@ -61,5 +63,14 @@ def test_corrupt_file_is_named(model, tmp_path):
 
 
 def test_unsupported_item(model):
-    with pytest.raises(TypeError, match="Received: input 1 of type dict"):
+    with pytest.raises(ArgumentTypeError, match="Received: input 1 of type dict"):
         cxrclassify.predict(model, [np.zeros((4, 4)), {"not": "an image"}])
+
+
+def test_3d_arrays_are_one_image_or_refused(model, rng):
+    """A 3-D array is one image when its last axis is 1, 3 or 4; a grayscale batch must be (N, H, W, 1)."""
+    grey = rng.integers(0, 255, (4, 20, 20)).astype(np.uint8)
+    assert len(cxrclassify.predict(model, grey[..., None])) == 4
+    assert len(cxrclassify.predict(model, grey[:3].transpose(1, 2, 0))) == 1  # (20, 20, 3): one RGB image
+    with pytest.raises(ArgumentError, match=r"Received: inputs.shape=\(4, 20, 20\)"):
+        cxrclassify.predict(model, grey)

@@ -17,7 +17,7 @@ import cxrclassify
 from cxrclassify.datasets import ieee8023_records, kermany_records, load_datasets, read_manifest
 from cxrclassify.datasets.ieee8023 import IEEE8023_COMMIT, finding_terms, ieee8023_registry, select_ieee8023_rows
 from cxrclassify.datasets.kermany import kermany_index, parse_kermany_name
-from cxrclassify.exceptions import ChecksumError
+from cxrclassify.exceptions import ChecksumError, DuplicateImageWarning
 
 from loopback_server import LoopbackServer
 
@@ -180,25 +180,49 @@ def test_manifest_reloads_the_same_split(tmp_path, class_folder):
         np.testing.assert_array_equal(first.images, second.images)
 
 
-def test_duplicates_across_splits_are_reported(tmp_path):
+def _records_with_reencoded_copies(tmp_path):
+    """30 images under patients p*, and each again as JPEG under another patient q*."""
     records = []
     for index in range(30):
         path = _xray(tmp_path / f"img{index}.png", index)
         records.append((str(path), "ab"[index % 2], f"p{index}"))
-    for index in range(30):  # every image again, re-encoded as JPEG, under another patient
+    for index in range(30):
         copy = tmp_path / f"copy{index}.jpg"
         Image.open(tmp_path / f"img{index}.png").save(copy, quality=95)
         records.append((str(copy), "ab"[index % 2], f"q{index}"))
-    with pytest.warns(UserWarning, match=r"\(near-\)identical"):
-        data = load_datasets(records, image_size=32, progress=False)
+    return records
+
+
+def test_duplicates_across_splits_are_reported(tmp_path):
+    records = _records_with_reencoded_copies(tmp_path)
+    with pytest.warns(DuplicateImageWarning, match=r"\(near-\)identical"):
+        data = load_datasets(records, image_size=32, progress=False, join_duplicates=False)
     assert data.duplicates and all(pair.split_a != pair.split_b for pair in data.duplicates)
     assert any(not pair.exact for pair in data.duplicates)  # JPEG copies are near, not exact
+    assert data.merged_groups == []
+
+
+def test_patients_sharing_an_image_are_joined_before_the_split(tmp_path):
+    records = _records_with_reencoded_copies(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DuplicateImageWarning)
+        data = load_datasets(records, image_size=32, progress=False)
+    assert data.duplicates == []
+    assert sorted(join.members for join in data.merged_groups) == sorted((f"p{i}", f"q{i}") for i in range(30))
+    split_of = {record.original_group: name for name, split in data.items() for record in split.records}
+    assert all(split_of[f"p{i}"] == split_of[f"q{i}"] for i in range(30))
+    rows = read_manifest(data.write_manifest(tmp_path / "m.csv"))
+    joined_row = next(row for row in rows if row["original_patient"] == "p3")
+    assert joined_row["patient"] == "p3|q3"
+    again = load_datasets(tmp_path / "m.csv", image_size=32, progress=False)
+    assert [record.group for record in again.test.records] == [record.group for record in data.test.records]
 
 
 def test_distinct_images_are_not_called_duplicates(class_folder):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        assert load_datasets(class_folder, image_size=32, progress=False).duplicates == []
+        data = load_datasets(class_folder, image_size=32, progress=False, split_by="image")
+    assert data.duplicates == [] and data.merged_groups == []
 
 
 def test_recipe_options_are_checked():
@@ -221,3 +245,20 @@ def test_soares2020_from_the_shared_mirror_over_http(shared_data, tmp_path):
     rows = read_manifest(data.manifest_path)
     assert len(rows) == 375 and {row["source"] for row in rows} == {"ieee8023", "kermany"}
     assert data.manifest_path.parent == tmp_path / "home" / "manifests"
+
+
+def test_a_truncated_kermany_archive_is_a_clear_error(tmp_path):
+    from cxrclassify.datasets.kermany import kermany_index
+    from cxrclassify.exceptions import DataError, DownloadError
+
+    archive = tmp_path / "ChestXRay2017.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for index in range(20):
+            zipped.writestr(f"chest_xray/train/NORMAL/IM-{index:04d}-0001.jpeg", bytes(range(256)) * 8)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DownloadError, match="ChestXRay2017.zip"):
+        kermany_index(archive)
+    with pytest.raises(DataError, match=r"not a readable zip archive: a truncated download"):
+        kermany_records(path=archive, progress=False)
+    with pytest.raises(DataError, match="does not exist"):
+        kermany_records(path=tmp_path / "absent.zip", progress=False)

@@ -19,9 +19,30 @@ from ._version import __version__
 from .crossval import leave_one_source_out
 from .datasets import load_datasets
 from .evaluation import Evaluation, calibrate, evaluate, evaluate_predictions, fit_temperature
-from .exceptions import CxrError, DataError, DownloadError, ImageDecodeError, ModelError, WeightsUnavailableError
+from .exceptions import (
+    ArgumentError,
+    ArgumentTypeError,
+    ChecksumError,
+    ConfoundingWarning,
+    CxrError,
+    CxrWarning,
+    DataError,
+    DataWarning,
+    DownloadError,
+    DuplicateImageWarning,
+    EvaluationWarning,
+    ImageDecodeError,
+    MissingFileError,
+    ModelError,
+    OutputExistsError,
+    SplitWarning,
+    TrainingWarning,
+    UnknownNameError,
+    UnverifiedDownloadWarning,
+    WeightsUnavailableError,
+)
 from .explain import audit, explain_images, grad_cam, overlay_heatmap, save_gradcam_overlay
-from .inference import Predictions, predict
+from .inference import Predictions, SkippedInput, predict
 from .models import (
     CxrClassifier,
     build_model,
@@ -44,14 +65,29 @@ from .training import train
 
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "ChecksumError",
+    "ConfoundingWarning",
     "CxrClassifier",
     "CxrError",
+    "CxrWarning",
     "DataError",
+    "DataWarning",
     "DownloadError",
+    "DuplicateImageWarning",
     "Evaluation",
+    "EvaluationWarning",
     "ImageDecodeError",
+    "MissingFileError",
     "ModelError",
+    "OutputExistsError",
     "Predictions",
+    "SkippedInput",
+    "SplitWarning",
+    "TrainingWarning",
+    "UnknownNameError",
+    "UnverifiedDownloadWarning",
     "WeightsUnavailableError",
     "__version__",
     "audit",

@@ -18,14 +18,20 @@ known of its size and hashes) and obtained with :func:`fetch`, which
 
 The cache folder is :func:`get_data_home`. :func:`extract_archive` unpacks zip
 and tar archives safely (no path traversal, no links out of the target, no
-device files, no zip bombs).
+device files, no zip bombs), and turns a damaged archive (truncated, corrupt,
+not an archive at all) into a :class:`~cxrclassify.exceptions.DownloadError`
+naming it; a damaged archive that is a cached download is dropped from the
+cache, so that the next :func:`fetch` downloads it again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import hashlib
 import json
 import logging
+import lzma
 import os
 import re
 import shutil
@@ -35,9 +41,10 @@ import tempfile
 import time
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
@@ -47,7 +54,7 @@ import requests
 from tqdm.auto import tqdm
 
 from ._version import __version__
-from .exceptions import ChecksumError, DataError, DownloadError
+from .exceptions import ChecksumError, CxrError, DataError, DownloadError, UnverifiedDownloadWarning
 
 __all__ = [
     "RemoteFile",
@@ -761,7 +768,7 @@ def fetch(
             "verify=False: files are fetched and cached without checking their checksums. Use it only for a "
             "mirror you trust (for example one of modified files); known_hashes={name: sha256} pins such files "
             "instead.",
-            UserWarning,
+            UnverifiedDownloadWarning,
             stacklevel=2,
         )
         if dest.is_file():
@@ -800,7 +807,7 @@ def fetch(
             f"{remote.name!r} ({size} bytes, sha256 {digest}, from {source.location}) was not verified: no "
             "checksum is recorded for it. "
             f"To pin it, pass known_hashes={{{remote.name!r}: {digest!r}}}.",
-            UserWarning,
+            UnverifiedDownloadWarning,
             stacklevel=2,
         )
     return dest
@@ -914,6 +921,248 @@ def _refuse(archive: Path, name: str, why: str, *, before: bool = True) -> Downl
     return DownloadError(message)
 
 
+# --------------------------------------------------------------------------- archives: damaged ones
+
+#: Formats told by a file's first bytes.
+_MAGIC = (
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),  # an empty zip
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+#: Formats told by a file's name (longest suffix first).
+_SUFFIXES = (
+    (".tar.gz", "gzip"),
+    (".tgz", "gzip"),
+    (".tar.bz2", "bzip2"),
+    (".tbz2", "bzip2"),
+    (".tbz", "bzip2"),
+    (".tar.xz", "xz"),
+    (".txz", "xz"),
+    (".tar", "tar"),
+    (".zip", "zip"),
+)
+_FORMAT_NAMES = {
+    "zip": "zip archive",
+    "gzip": "gzip-compressed tar archive (.tar.gz)",
+    "bzip2": "bzip2-compressed tar archive (.tar.bz2)",
+    "xz": "xz-compressed tar archive (.tar.xz)",
+    "tar": "tar archive",
+    None: "zip or tar (.gz, .bz2, .xz) archive",
+}
+#: tarfile's mode for a tar told by its first bytes; anything else is opened with "r:*".
+_TAR_MODES = {"gzip": "r:gz", "bzip2": "r:bz2", "xz": "r:xz", "tar": "r:"}
+
+
+class _Unreadable(Exception):
+    """Internal: an archive that cannot be read; turned into a DownloadError naming it by :func:`_unreadable_error`.
+
+    ``found`` says what was found, ``damaged`` whether the bytes are bad or not
+    an archive at all (as opposed to a feature Python cannot read, such as an
+    encrypted zip member), ``extracted`` how many members were written before,
+    once extraction began.
+    """
+
+    def __init__(self, found: str, *, damaged: bool = True) -> None:
+        super().__init__(found)
+        self.found = found
+        self.damaged = damaged
+        self.extracted: int | None = None
+
+
+def _damage_kind(error: BaseException) -> str | None:
+    """``"damaged"`` for what a damaged archive raises, ``"unsupported"`` for what Python cannot read, else None.
+
+    An ``OSError`` counts as damage only without an ``errno`` (gzip's
+    ``BadGzipFile``, bz2's "Invalid data stream"): one with an ``errno`` is the
+    file system's (a full disk, a permission), not the archive's.
+    """
+    if isinstance(error, (CxrError, _Unreadable)):
+        return None
+    if isinstance(error, (zlib.error, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError)):
+        return "damaged"
+    if isinstance(error, OSError):
+        return "damaged" if error.errno is None else None
+    if isinstance(error, (NotImplementedError, RuntimeError)):  # zipfile: an unknown compression, encryption
+        return "unsupported"
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    """``"Type: text"`` of an error on one line, with the error it was raised from when that says more."""
+    text = f"{type(error).__name__}: {error}"
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f", from {type(cause).__name__}: {cause}"
+    return " ".join(text.split())
+
+
+def _is_truncation(error: BaseException) -> bool:
+    chain = [error, error.__cause__, error.__context__]
+    return any(
+        isinstance(item, EOFError) or "unexpected end of data" in str(item) or "truncated" in str(item).lower()
+        for item in chain
+        if item is not None
+    )
+
+
+def _sniff(archive: Path) -> tuple[str | None, str | None, bytes]:
+    """The format told by the first bytes, the format told by the name, and the first bytes."""
+    with open(archive, "rb") as handle:
+        head = handle.read(512)
+    by_content = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    if by_content is None and head[257:262] == b"ustar":
+        by_content = "tar"
+    name = archive.name.lower()
+    by_name = next((kind for suffix, kind in _SUFFIXES if name.endswith(suffix)), None)
+    return by_content, by_name, head
+
+
+def _not_an_archive(archive: Path, by_content: str | None, by_name: str | None, head: bytes) -> _Unreadable:
+    size = archive.stat().st_size
+    if size == 0:
+        return _Unreadable("an empty file (0 bytes): an interrupted download or copy?")
+    if by_content == "zip":
+        found = (
+            f"a file of {size} bytes that starts like a zip archive but has no end-of-central-directory record "
+            f"(zip keeps its table of contents at the end): it is truncated at byte {size}, or damaged"
+        )
+        return _Unreadable(found)
+    found = f"a file of {size} bytes that is not a {_FORMAT_NAMES[by_name]}: it starts with {head[:16]!r}"
+    if head.lstrip()[:1] == b"<":
+        found += " (a web page? a server's error page saved in place of the archive)"
+    return _Unreadable(found)
+
+
+def _tar_damage(archive: Path, tarred: tarfile.TarFile, error: BaseException) -> str:
+    """What was found in a tar archive that failed while being listed."""
+    size = archive.stat().st_size
+    read = list(getattr(tarred, "members", []))
+    where = f"after {len(read)} member(s), the last {read[-1].name!r}" if read else "before its first member"
+    if _is_truncation(error):
+        return f"a file of {size} bytes that is truncated: its data stops at byte {size} {where} ({_describe(error)})"
+    return f"a file of {size} bytes whose data is corrupt {where} ({_describe(error)})"
+
+
+def _check_tar_end(archive: Path, tarred: tarfile.TarFile) -> None:
+    """Refuse a tar cut off between two members, which tarfile takes for a shorter complete archive.
+
+    The compressed stream is read to its end too, which checks its integrity
+    (gzip's CRC and length, the end-of-stream markers of gzip, bzip2 and xz);
+    what is left after the last member is only padding, so this is cheap.
+    """
+    end = tarred.offset  # where tarfile found no further member header
+    stream = tarred.fileobj
+    try:
+        while stream.read(_CHUNK):
+            pass
+    except gzip.BadGzipFile as error:
+        if not str(error).startswith("Not a gzipped file"):
+            raise
+        # A complete gzip stream (its CRC checked) followed by bytes that are not gzip: gzip(1) ignores them too.
+        logger.warning("%s: ignoring bytes after the end of its gzip stream (%s)", archive, error)
+        return
+    total = stream.tell()
+    if total < end + tarfile.BLOCKSIZE:
+        read = tarred.members
+        last = f", the last {read[-1].name!r}" if read else ""
+        found = (
+            f"a tar archive truncated after {len(read)} complete member(s){last}: its tar data stops at byte "
+            f"{total} without the end-of-archive marker (later members, if any, are missing)"
+        )
+        raise _Unreadable(found)
+
+
+@contextlib.contextmanager
+def _opened_members(archive: Path) -> Iterator[list[_Member]]:
+    """The members of a zip or tar archive, held open meanwhile; :class:`_Unreadable` when it cannot be listed."""
+    by_content, by_name, head = _sniff(archive)
+    with contextlib.ExitStack() as stack:
+        try:
+            if zipfile.is_zipfile(archive):
+                zipped = stack.enter_context(zipfile.ZipFile(archive))
+                members = _zip_members(zipped)
+            elif by_content in _TAR_MODES or (by_content is None and tarfile.is_tarfile(archive)):
+                tarred = stack.enter_context(tarfile.open(archive, _TAR_MODES.get(by_content, "r:*")))
+                members = _tar_members(archive, tarred)
+            else:
+                raise _not_an_archive(archive, by_content, by_name, head)
+        except Exception as error:
+            kind = _damage_kind(error)
+            if kind is None:
+                raise
+            size = archive.stat().st_size
+            if _is_truncation(error):
+                found = f"a file of {size} bytes that is truncated at byte {size} ({_describe(error)})"
+            else:
+                found = f"a file of {size} bytes that cannot be read ({_describe(error)})"
+            raise _Unreadable(found, damaged=kind == "damaged") from error
+        yield members
+
+
+def _drop_from_cache(archive: Path, meta_path: Path, meta: dict[str, Any]) -> str:
+    """Delete a damaged cached download and its sidecar; say so, and how the cache recovers."""
+    url = meta.get("url") or "its URL"
+    try:
+        with filelock.FileLock(str(archive) + _LOCK_SUFFIX, timeout=30):
+            archive.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
+    except (OSError, filelock.Timeout) as error:
+        return (
+            f"It is a cached download of {url} that could not be removed from the cache ({error}): delete it "
+            f"and {meta_path.name}, then fetch it again."
+        )
+    logger.warning("%s is damaged: deleted it from the cache, so that the next fetch downloads it again", archive)
+    text = (
+        f"It was a cached download of {url}: it has been deleted from the cache, so that fetching it again "
+        "(calling the same loader again) downloads a fresh copy."
+    )
+    if str(meta.get("verified_against", "")).startswith(("sha256:", "git_blob_sha1:", "md5:")):
+        text += (
+            " It had matched its pinned checksum, so if the fresh copy fails the same way, the source itself "
+            "holds a damaged archive."
+        )
+    return text
+
+
+def _unreadable_error(archive: Path, problem: _Unreadable) -> DownloadError:
+    """The DownloadError for an archive that cannot be read, dropping a damaged cached download from the cache."""
+    by_content, by_name, _ = _sniff(archive)
+    kind = by_content or by_name
+    meta_path = Path(str(archive) + _META_SUFFIX)
+    meta = _read_meta(meta_path)
+    if meta is not None and problem.damaged and kind is not None:
+        recovery = _drop_from_cache(archive, meta_path, meta)
+    elif meta is not None:
+        recovery = (
+            f"It is a cached download of {meta.get('url') or 'a URL'}: delete it and {meta_path.name} to "
+            "fetch it again."
+        )
+    elif problem.damaged:
+        recovery = "If it is a download, it is incomplete or damaged: delete it and download it again."
+    else:
+        recovery = "Python's zipfile and tarfile cannot read it: extract it with another tool."
+    found = problem.found
+    if problem.extracted is not None:
+        found += (
+            f"; {problem.extracted} member(s) were extracted before it, each complete, and nothing of this member "
+            "was left under its name"
+        )
+    message = (
+        f"Expected {str(archive)!r} to be a complete, readable {_FORMAT_NAMES[kind]}. {recovery} Received: {found}"
+    )
+    return DownloadError(message)
+
+
+def _check_archive_file(archive: Path) -> None:
+    if archive.is_file():
+        return
+    why = "a folder" if archive.is_dir() else "not found" if not archive.exists() else "not a regular file"
+    message = f"Expected an archive file (zip or tar). Received: {str(archive)!r}, which is {why}"
+    raise DownloadError(message)
+
+
 def _zip_members(zipped: zipfile.ZipFile) -> list[_Member]:
     members = []
     for info in zipped.infolist():
@@ -924,9 +1173,16 @@ def _zip_members(zipped: zipfile.ZipFile) -> list[_Member]:
 
 
 def _tar_members(archive: Path, tarred: tarfile.TarFile) -> list[_Member]:
+    try:
+        infos = tarred.getmembers()  # reads the whole archive: a truncated or corrupt one fails here
+        _check_tar_end(archive, tarred)
+    except Exception as error:
+        if _damage_kind(error) is None:
+            raise
+        raise _Unreadable(_tar_damage(archive, tarred, error), damaged=_damage_kind(error) == "damaged") from error
     members = []
     files: dict[str, tarfile.TarInfo] = {}
-    for info in tarred.getmembers():
+    for info in infos:
         if info.isdir():
             kind = "dir"
         elif info.isreg():
@@ -1035,17 +1291,38 @@ def _check_sizes(
 
 
 def _copy_member(archive: Path, member: _Member, temp: str) -> None:
+    """Copy one member into ``temp``; a member that cannot be read in full raises :class:`_Unreadable`."""
     written = 0
-    with member.opener() as reader, open(temp, "wb") as writer:
-        while chunk := reader.read(_CHUNK):
+    try:
+        reader = member.opener()
+    except Exception as error:
+        if _damage_kind(error) is None:
+            raise
+        found = f"member {member.name!r} cannot be opened ({_describe(error)})"
+        raise _Unreadable(found, damaged=_damage_kind(error) == "damaged") from error
+    with reader, open(temp, "wb") as writer:
+        while True:
+            try:
+                chunk = reader.read(_CHUNK)
+            except Exception as error:  # the bytes read so far stay in the staging folder, removed on the way out
+                if _damage_kind(error) is None:
+                    raise
+                after = f" after {written} of its {member.size} bytes" if written else ""
+                found = f"member {member.name!r} is corrupt{after} ({_describe(error)})"
+                raise _Unreadable(found, damaged=_damage_kind(error) == "damaged") from error
+            if not chunk:
+                break
             written += len(chunk)
             if written > member.size:
-                message = (
-                    f"Expected member {member.name!r} of {str(archive)!r} to hold its declared {member.size} "
-                    f"bytes. Received: more bytes than declared"
+                found = (
+                    f"member {member.name!r} yields more bytes than the {member.size} it declares "
+                    "(a damaged archive, or a zip bomb)"
                 )
-                raise DownloadError(message)
+                raise _Unreadable(found)
             writer.write(chunk)
+    if written != member.size:
+        found = f"member {member.name!r} holds {written} bytes, not the {member.size} it declares"
+        raise _Unreadable(found)
 
 
 def _extract(archive: Path, root: str, selected: list[_Member], finals: dict[int, str]) -> None:
@@ -1079,6 +1356,9 @@ def _extract(archive: Path, root: str, selected: list[_Member], finals: dict[int
                 _copy_member(archive, member, temp)
             os.replace(temp, final)
             extracted += 1
+    except _Unreadable as problem:
+        problem.extracted = extracted
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Extracted %d member(s) of %s into %s (%d already there)", extracted, archive, root, skipped)
@@ -1103,10 +1383,25 @@ def extract_archive(
     above ``max_ratio`` (and, for zip members of 1 MiB or more, a member's own
     ratio), or the members to extract declaring more than ``max_total_bytes``.
 
+    A damaged archive is refused too: an empty or truncated file, a zip whose
+    central directory is cut off, corrupt compressed data, a tar cut off
+    between two members (tarfile alone takes it for a shorter, complete
+    archive). A tar archive is read to its end before anything is written, so
+    a truncated or corrupt tar (and, for ``.tar.gz``, a wrong gzip CRC) writes
+    nothing; a zip member whose data is corrupt (a wrong CRC, say) is found
+    when it is extracted, after the members before it.
+
     Each member is written to a temporary name in a staging folder inside
     ``target``, then moved to its final name with ``os.replace``: a file under
-    its final name is always complete. Members already extracted with the
-    right size are skipped, so calling it again is cheap.
+    its final name is always complete, even when extraction fails part-way
+    (the staging folder is removed). Members already extracted with the right
+    size are skipped, so calling it again is cheap.
+
+    When a damaged archive is a cached download (it has the
+    ``<archive>.meta.json`` sidecar :func:`fetch` writes, and its name or first
+    bytes say it is an archive), it is deleted from the cache, with its
+    sidecar, so that the next :func:`fetch` downloads a fresh copy; the error
+    says so.
 
     Parameters
     ----------
@@ -1131,9 +1426,12 @@ def extract_archive(
     Raises
     ------
     cxrclassify.exceptions.DownloadError
-        If the archive is neither zip nor tar, a name in ``members`` is not in
-        it, or it is refused as unsafe (the message names the archive and the
-        member); nothing is extracted then.
+        If the archive is missing, neither zip nor tar, a name in ``members``
+        is not in it, or it is refused as unsafe (the message names the archive
+        and the member); nothing is extracted then. If the archive is damaged
+        (truncated, corrupt, empty, not an archive despite its name): the
+        message names it, says what was found and how to recover; members
+        extracted before a corrupt zip member stay, each complete.
 
     Examples
     --------
@@ -1149,36 +1447,46 @@ def extract_archive(
     """
     archive = Path(archive)
     target = Path(target)
-    if not archive.is_file():
-        message = f"Expected an archive file. Received: {str(archive)!r}, which is not a file"
-        raise DownloadError(message)
+    _check_archive_file(archive)
     target.mkdir(parents=True, exist_ok=True)
     root = os.path.realpath(target)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            _extract_from(archive, root, _zip_members(zipped), members, max_total_bytes, max_ratio)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive, "r:*") as tarred:
-            _extract_from(archive, root, _tar_members(archive, tarred), members, max_total_bytes, max_ratio)
-    else:
-        message = f"Expected a zip or tar (.gz, .bz2, .xz) archive. Received: {str(archive)!r}, which is neither"
-        raise DownloadError(message)
+    try:
+        with _opened_members(archive) as everything:
+            _extract_from(archive, root, everything, members, max_total_bytes, max_ratio)
+    except _Unreadable as problem:
+        raise _unreadable_error(archive, problem) from problem.__cause__
     return target
 
 
 def checked_archive_members(archive: str | os.PathLike[str], target: str | os.PathLike[str]) -> dict[str, str]:
-    """Every member of a zip or tar archive by name, ``"file"``, ``"dir"`` or ``"link"``, once all are checked.
+    """Every member of a zip or tar archive: its kind (``"file"``, ``"dir"``, ``"symlink"``, ``"hardlink"``) by name.
 
     Each member is checked as :func:`extract_archive` checks what it extracts
     (no absolute path, nothing that would land outside ``target``, no link
     pointing out, no device): an archive with one bad member is refused whole.
-    Nothing is written.
+    Nothing is written. A tar archive is read to its end, so a truncated or
+    corrupt one is refused here (a zip member's data is only read by
+    :func:`extract_archive`).
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        The zip or tar file.
+    target : str or os.PathLike
+        The folder the members would be extracted into.
+
+    Returns
+    -------
+    dict of str to str
+        ``{member name: kind}``, in archive order.
 
     Raises
     ------
     cxrclassify.exceptions.DownloadError
-        If the file is not a zip or tar archive, or a member is unsafe (the
-        message names the archive and the member).
+        If the file is missing, not a zip or tar archive, damaged (truncated,
+        corrupt, empty; a damaged cached download is deleted from the cache, as
+        :func:`extract_archive` does), or a member is unsafe (the message names
+        the archive and the member).
 
     Examples
     --------
@@ -1191,20 +1499,13 @@ def checked_archive_members(archive: str | os.PathLike[str], target: str | os.Pa
     {'images/a.png': 'file'}
     """
     archive = Path(archive)
+    _check_archive_file(archive)
     root = os.path.realpath(target)
     try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as zipped:
-                members = _zip_members(zipped)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive, "r:*") as tarred:
-                members = _tar_members(archive, tarred)
-        else:
-            message = f"Expected a zip or tar (.gz, .bz2, .xz) archive. Received: {str(archive)!r}, which is neither"
-            raise DownloadError(message)
-    except (tarfile.TarError, zipfile.BadZipFile) as error:
-        message = f"Expected a readable archive. Received: {str(archive)!r} ({error})"
-        raise DownloadError(message) from error
+        with _opened_members(archive) as members:
+            pass
+    except _Unreadable as problem:
+        raise _unreadable_error(archive, problem) from problem.__cause__
     _check_members(archive, root, members)
     return {member.name: member.kind for member in members}
 

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 import keras
 import numpy as np
+from .exceptions import ArgumentError
 
 __all__ = ["Augmentation", "augment_images", "augmented_chunks", "derive_seed"]
 
@@ -86,14 +87,14 @@ class Augmentation:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < limit:
                 message = f"Expected {name} to be a number in [0, {limit:g}). Received: {name}={value!r}"
-                raise ValueError(message)
+                raise ArgumentError(message)
             object.__setattr__(self, name, float(value))
         if not isinstance(self.horizontal_flip, bool):
             message = f"Expected horizontal_flip to be a bool. Received: horizontal_flip={self.horizontal_flip!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         if self.fill_mode not in _FILL_MODES:
             message = f"Expected fill_mode to be one of {list(_FILL_MODES)}. Received: fill_mode={self.fill_mode!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable dict."""
@@ -167,7 +168,7 @@ def augmented_chunks(images: np.ndarray, augmentation: Augmentation, *, seed: in
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         message = f"Expected (N, S, S, 3) RGB images. Received: images of shape {images.shape}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     for index, start in enumerate(range(0, len(images), AUGMENT_CHUNK)):
         yield _augment_chunk(images[start:start + AUGMENT_CHUNK], augmentation, derive_seed(seed, index))
 

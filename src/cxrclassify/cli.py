@@ -5,6 +5,12 @@ the package, evaluates it and writes the training curves, confusion matrices,
 Grad-CAM overlays, metrics and the split manifest to an output folder.
 ``cxrclassify explain MODEL IMAGES... --out DIR`` writes class activation maps
 (Grad-CAM, Grad-CAM++ or Score-CAM) of a saved model for images or folders.
+
+Exit codes of ``cxrclassify explain``: 0 when every image was explained; 1 when
+it finished but skipped images that could not be decoded (``--on-error skip``,
+the default: each is logged and has a row in ``predictions.csv`` with its
+``error``); 2 when it stopped with nothing explained: a bad command line, a
+missing model or image, or, with ``--on-error raise``, an unreadable image.
 """
 
 from __future__ import annotations
@@ -18,13 +24,20 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "run_demo"]
+__all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "main", "run_demo"]
+
+#: Exit code of a command that did all it was asked.
+EXIT_OK = 0
+#: Exit code of ``cxrclassify explain`` when it skipped images that could not be decoded.
+EXIT_SKIPPED = 1
+#: Exit code of a bad command line, a missing file or an error that stopped the command (argparse's).
+EXIT_USAGE = 2
 
 logger = logging.getLogger("cxrclassify.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cxrclassify`` command.
+    """Entry point of the ``cxrclassify`` command; returns its exit code (see the module's docstring).
 
     Examples
     --------
@@ -110,7 +123,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Classify IMAGES (files or folders) with the saved model MODEL and write, to --out, an overlay PNG "
             "and the raw map (.npy) per image, cam_grid.png (X-rays beside their maps, with the predicted "
-            "class and probability) and predictions.csv."
+            "class and probability) and predictions.csv (one row per image, with its OOD score; an image that "
+            "could not be decoded has its reason in the error column). Exit code 0: every image explained; "
+            "1: some images skipped (--on-error skip); 2: stopped (bad arguments, missing files, or an "
+            "unreadable image with --on-error raise)."
         ),
     )
     explain.add_argument("model", type=Path, metavar="MODEL", help="a classifier saved with model.save('m.keras')")
@@ -126,6 +142,9 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--colormap", default="jet", help="matplotlib colormap (default: %(default)s)")
     explain.add_argument("--max-channels", type=int, default=256,
                          help="Score-CAM: channels scored per image (default: %(default)s)")
+    explain.add_argument("--on-error", default="skip", choices=["raise", "skip"],
+                         help="an image that cannot be decoded: 'skip' it (logged, listed in predictions.csv, "
+                              "exit code 1) or 'raise' (stop, exit code 2) (default: %(default)s)")
     explain.set_defaults(handler=_explain_command, parser=explain)
     return parser
 
@@ -181,7 +200,7 @@ def _unit_interval(value: str) -> float:
 def _explain_command(arguments: argparse.Namespace) -> int:
     import cxrclassify as cx
 
-    from .explain import explain_images
+    from .explain.cam import _explain_images
     from .plots import _get_colormap
 
     parser: argparse.ArgumentParser = arguments.parser
@@ -205,17 +224,26 @@ def _explain_command(arguments: argparse.Namespace) -> int:
                 f"{model.num_classes - 1}; received {arguments.class_!r}"
             )
     try:
-        written = explain_images(
+        # The same model object, images and pass of the base as cxrclassify.predict: the same probabilities
+        # and OOD scores (explain_images without its DataWarning: the skipped images are logged below).
+        written, predictions = _explain_images(
             model, arguments.images, arguments.out, method=arguments.method, class_index=class_index,
-            layer=arguments.layer, alpha=arguments.alpha, colormap=arguments.colormap,
-            max_channels=arguments.max_channels,
+            layer=arguments.layer, alpha=arguments.alpha, colormap=arguments.colormap, grid=True, grid_size=16,
+            batch_size=16, max_channels=arguments.max_channels, on_error=arguments.on_error,
         )
-    except cx.DataError as error:
+    except cx.DataError as error:  # an empty folder, or an unreadable image with --on-error raise
         parser.error(str(error))
     except ValueError as error:  # a bad --layer or --max-channels: say so without a traceback
         parser.error(str(error))
     logger.info("Wrote %d files to %s (overlays, maps, cam_grid.png, predictions.csv)", len(written), arguments.out)
-    return 0
+    if predictions.skipped:
+        total = len(predictions) + len(predictions.skipped)
+        logger.warning(
+            "WARNING: skipped %d of %d images that could not be decoded (their reasons are in the error column of "
+            "%s); exit code %d", len(predictions.skipped), total, arguments.out / "predictions.csv", EXIT_SKIPPED,
+        )
+        return EXIT_SKIPPED
+    return EXIT_OK
 
 
 def _class_index(model, value: str) -> int | None:
@@ -267,7 +295,7 @@ def run_demo(
     logger.info("Sample: %d train, %d validation, %d test images; classes %s",
                 len(data.train), len(data.validation), len(data.test), data.class_names)
 
-    model, weights_used = _build_demo_model(cx, arch, weights, preprocessing, data.class_names, image_size)
+    model, weights_used = _build_demo_model(cx, arch, weights, preprocessing, data.class_names, image_size, seed)
     history = cx.train(model, data, epochs=epochs, seed=seed)
     evaluation = cx.evaluate(model, data.test)
 
@@ -293,10 +321,10 @@ def run_demo(
     return summary
 
 
-def _build_demo_model(cx, arch, weights, preprocessing, class_names, image_size):
+def _build_demo_model(cx, arch, weights, preprocessing, class_names, image_size, seed):
     try:
         model = cx.build_model(arch, len(class_names), weights=weights, class_names=class_names,
-                               image_size=image_size, preprocessing=preprocessing)
+                               image_size=image_size, preprocessing=preprocessing, seed=seed)
         return model, "random initialisation" if weights is None else str(weights)
     except cx.WeightsUnavailableError as error:
         logger.warning(
@@ -305,7 +333,7 @@ def _build_demo_model(cx, arch, weights, preprocessing, class_names, image_size)
             "(%s)", error,
         )
     model = cx.build_model(arch, len(class_names), weights=None, class_names=class_names,
-                           image_size=image_size, preprocessing=preprocessing)
+                           image_size=image_size, preprocessing=preprocessing, seed=seed)
     return model, "random initialisation (ImageNet weights unavailable)"
 
 

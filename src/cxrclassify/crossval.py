@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 
 from .datasets import DatasetSplits, ImageSet
 from .datasets.splits import stratified_group_split
 from .evaluation import Evaluation, evaluate, format_ci
-from .exceptions import DataError
+from .exceptions import ArgumentTypeError, DataError, UnknownNameError
 from .models import CxrClassifier, build_model
 from .training import train
 
@@ -79,7 +80,7 @@ class CrossSourceResult:
             if fold.held_out == source:
                 return fold
         message = f"No fold held out source {source!r}. Expected one of {[f.held_out for f in self.folds]}."
-        raise KeyError(message)
+        raise UnknownNameError(message)
 
     def summary(self) -> str:
         """One line per held-out source: images, accuracy and macro F1 with 95% CIs, unseen classes."""
@@ -167,19 +168,27 @@ def leave_one_source_out(
         Images with their records; each record's ``source`` names its source.
     model : str or callable
         An architecture name (built with :func:`~cxrclassify.build_model` and
-        ``build_options`` for each fold) or a function returning a fresh,
-        untrained classifier.
+        ``build_options`` for each fold, with ``seed``) or a function returning
+        a fresh, untrained classifier (called after
+        ``keras.utils.set_random_seed(seed)``, so that a factory drawing
+        unseeded weights repeats too; one passing its own seed to
+        ``build_model`` is clearer).
     sources : sequence of str, optional
         The sources to hold out in turn; every source of ``data`` by default.
     build_options : mapping, optional
         Keyword arguments of :func:`~cxrclassify.build_model` when ``model`` is a name.
-        ``num_classes``, ``class_names`` and ``image_size`` come from ``data``.
+        ``num_classes``, ``class_names`` and ``image_size`` come from ``data``;
+        ``seed`` is ``seed`` unless given here.
     train_options : mapping, optional
         Keyword arguments of :func:`~cxrclassify.train` (``epochs``, ``class_weight``, ...).
     validation_fraction : float, default 0.1
         Share of the training sources' patients kept for validation (0: none).
     seed : int, default 0
-        Seed of the validation split, the training and the bootstrap.
+        Seed of the validation split, the initial weights (every fold's model
+        is built with it, so the folds start from the same weights and differ
+        only by their data), the training and the bootstrap. The same seed
+        repeats every fold exactly, in any process. ``train_options`` may set
+        training's own ``seed``.
     n_bootstrap : int, default 1000
         Bootstrap resamples of :func:`~cxrclassify.evaluate`.
 
@@ -253,7 +262,7 @@ def _run_fold(pooled: ImageSet, source: str, model: str | ModelFactory, *, build
     unseen = [pooled.class_names[label] for label in sorted(set(test_set.labels.tolist()) - seen)]
     if unseen:
         logger.warning("Held-out source %s has classes no training image has: %s", source, unseen)
-    classifier = _fresh_model(model, pooled, build_options)
+    classifier = _fresh_model(model, pooled, build_options, seed)
     train(classifier, (train_set, validation_set), **{"seed": seed, **train_options})
     evaluation = evaluate(classifier, test_set, n_bootstrap=n_bootstrap, seed=seed)
     return SourceFold(source, len(train_set), 0 if validation_set is None else len(validation_set),
@@ -270,13 +279,15 @@ def _train_validation(pool: ImageSet, validation_fraction: float, seed: int) -> 
     return subset(pool, train_indices), validation_set
 
 
-def _fresh_model(model: str | ModelFactory, pooled: ImageSet, build_options: dict[str, Any]) -> CxrClassifier:
+def _fresh_model(model: str | ModelFactory, pooled: ImageSet, build_options: dict[str, Any],
+                 seed: int) -> CxrClassifier:
     if isinstance(model, str):
         image_size = int(pooled.images.shape[1])
         return build_model(model, len(pooled.class_names), class_names=pooled.class_names, image_size=image_size,
-                           **build_options)
+                           **{"seed": seed, **build_options})
+    keras.utils.set_random_seed(seed)  # what an unseeded factory draws: the same for every fold and process
     built = model()
     if not isinstance(built, CxrClassifier):
         message = f"Expected the model factory to return a CxrClassifier. Received: {type(built).__name__}"
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     return built

@@ -35,6 +35,7 @@ from sklearn.metrics import (
 from .datasets import DatasetSplits, ImageSet
 from .inference import Predictions, predict
 from .models import CxrClassifier
+from .exceptions import ArgumentError, EvaluationWarning
 
 __all__ = [
     "AGE_GROUPS",
@@ -219,7 +220,7 @@ def reliability_curve(labels: np.ndarray, probabilities: np.ndarray, n_bins: int
     labels, probabilities = _check_labels_probabilities(labels, probabilities)
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         message = f"Expected a positive integer number of bins. Received: n_bins={n_bins!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     confidence = probabilities.max(axis=1)
     correct = (probabilities.argmax(axis=1) == labels).astype(float)
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
@@ -517,7 +518,7 @@ def evaluate(
 
     Warns
     -----
-    UserWarning
+    EvaluationWarning
         When an AUC is undefined, or more than 10% of the bootstrap resamples
         lack a class (the same text is kept in ``Evaluation.notes``).
 
@@ -549,7 +550,7 @@ def evaluate(
     )
     result.predictions = predictions
     for note in result.notes:
-        warnings.warn(note, stacklevel=2)
+        warnings.warn(note, EvaluationWarning, stacklevel=2)
     return result
 
 
@@ -603,7 +604,7 @@ def evaluate_predictions(
 
     Warns
     -----
-    UserWarning
+    EvaluationWarning
         When an AUC is undefined, or more than 10% of the bootstrap resamples lack a class.
 
     Examples
@@ -625,7 +626,7 @@ def evaluate_predictions(
                        n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, n_bins=n_bins,
                        temperature=temperature)
     for note in result.notes:
-        warnings.warn(note, stacklevel=2)
+        warnings.warn(note, EvaluationWarning, stacklevel=2)
     return result
 
 
@@ -906,7 +907,7 @@ def fit_temperature_from_logits(logits: np.ndarray, labels: np.ndarray, *,
 
     Warns
     -----
-    UserWarning
+    EvaluationWarning
         When the fitted temperature lies at a bound of the search interval.
 
     Examples
@@ -921,7 +922,7 @@ def fit_temperature_from_logits(logits: np.ndarray, labels: np.ndarray, *,
     """
     temperature, problem = _fit_temperature(logits, labels, bounds)
     if problem:
-        warnings.warn(problem, stacklevel=2)
+        warnings.warn(problem, EvaluationWarning, stacklevel=2)
     return temperature
 
 
@@ -962,7 +963,7 @@ def fit_temperature(model: CxrClassifier, validation_set: ImageSet | DatasetSpli
     """
     temperature, problem, _ = _fit_on_validation(model, validation_set, batch_size)
     if problem:
-        warnings.warn(problem, stacklevel=2)
+        warnings.warn(problem, EvaluationWarning, stacklevel=2)
     return temperature
 
 
@@ -1005,7 +1006,7 @@ def calibrate(model: CxrClassifier, validation_set: ImageSet | DatasetSplits, *,
     """
     temperature, problem, split = _fit_on_validation(model, validation_set, batch_size)
     if problem:
-        warnings.warn(problem, stacklevel=2)
+        warnings.warn(problem, EvaluationWarning, stacklevel=2)
     model.temperature = temperature
     model.metadata["calibration"] = {"method": "temperature scaling", "temperature": temperature,
                                      "fitted_on": f"validation split, {len(split)} images"}
@@ -1028,7 +1029,7 @@ def _fit_temperature(logits: Any, labels: Any, bounds: tuple[float, float] = (0.
     low, high = float(bounds[0]), float(bounds[1])
     if not 0 < low < high:
         message = f"Expected bounds (low, high) with 0 < low < high. Received: bounds={bounds!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     true_logits = logits[np.arange(len(labels)), labels]
 
     def negative_log_likelihood(log_temperature: float) -> float:
@@ -1057,13 +1058,13 @@ def _logits(model: CxrClassifier, images: np.ndarray, batch_size: int) -> np.nda
 def _check_split(model: CxrClassifier, split: ImageSet, purpose: str) -> None:
     if len(split) == 0:
         message = f"Expected at least one image to {purpose}. Received: an empty split"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if model.num_classes != len(split.class_names):
         message = (
             f"The model has {model.num_classes} outputs but the data has {len(split.class_names)} classes. "
             f"Received: class_names={split.class_names}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _check_labels_probabilities(labels: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -1071,15 +1072,15 @@ def _check_labels_probabilities(labels: Any, probabilities: Any) -> tuple[np.nda
     if probabilities.ndim != 2 or probabilities.shape[0] == 0 or probabilities.shape[1] < 2:
         message = (f"Expected probabilities of shape (N, C) with N >= 1 and C >= 2. "
                    f"Received: shape {probabilities.shape}")
-        raise ValueError(message)
+        raise ArgumentError(message)
     if not np.isfinite(probabilities).all() or (probabilities < 0).any() or (probabilities > 1).any():
         message = "Expected probabilities in [0, 1]. Received: values outside [0, 1], nan or inf"
-        raise ValueError(message)
+        raise ArgumentError(message)
     sums = probabilities.sum(axis=1)
     if not np.allclose(sums, 1.0, atol=1e-3):
         message = (f"Expected each row of probabilities to sum to 1. "
                    f"Received: row sums from {sums.min():g} to {sums.max():g}")
-        raise ValueError(message)
+        raise ArgumentError(message)
     return _check_labels(labels, probabilities.shape), probabilities
 
 
@@ -1087,7 +1088,7 @@ def _check_logits(logits: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2 or logits.shape[0] == 0 or logits.shape[1] < 2 or not np.isfinite(logits).all():
         message = f"Expected finite logits of shape (N, C) with N >= 1 and C >= 2. Received: shape {logits.shape}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return logits, _check_labels(labels, logits.shape)
 
 
@@ -1096,10 +1097,10 @@ def _check_labels(labels: Any, shape: tuple[int, int]) -> np.ndarray:
     if labels.shape != (shape[0],) or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
         message = f"Expected {shape[0]} integer labels, one per row. Received: labels of shape {labels.shape}, " \
                   f"dtype {labels.dtype}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if labels.min() < 0 or labels.max() >= shape[1]:
         message = f"Expected labels in 0..{shape[1] - 1}. Received: labels from {labels.min()} to {labels.max()}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return labels.astype(np.int64)
 
 
@@ -1107,17 +1108,17 @@ def _check_class_names(class_names: Sequence[str], n_classes: int) -> list[str]:
     names = [str(name) for name in class_names]
     if len(names) != n_classes or len(set(names)) != n_classes:
         message = f"Expected {n_classes} distinct class names, one per column. Received: class_names={names}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return names
 
 
 def _check_bootstrap_settings(n_bootstrap: int, confidence: float) -> tuple[int, float]:
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
         message = f"Expected a non-negative integer number of resamples. Received: n_bootstrap={n_bootstrap!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if not 0 < confidence < 1:
         message = f"Expected a confidence level between 0 and 1. Received: confidence={confidence!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return int(n_bootstrap), float(confidence)
 
 
@@ -1127,7 +1128,7 @@ def _per_image(values: Sequence[Any] | None, n: int, name: str) -> list[Any]:
     values = list(values)
     if len(values) != n:
         message = f"Expected one entry of {name} per image ({n}). Received: {len(values)} entries"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return values
 
 

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from .augment import AUGMENT_CHUNK, Augmentation, augmented_chunks, derive_seed
 from .models import CxrClassifier
+from .exceptions import ArgumentError, DataWarning
 
 __all__ = ["FeatureCache", "extract_features", "view_features", "images_digest", "weights_digest", "feature_key"]
 
@@ -103,7 +104,7 @@ class FeatureCache:
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
-            warnings.warn(f"Ignoring unreadable cached features {str(path)!r}: {error}", stacklevel=2)
+            warnings.warn(f"Ignoring unreadable cached features {str(path)!r}: {error}", DataWarning, stacklevel=2)
             return None
 
     def save(self, key: str, array: np.ndarray, info: dict[str, Any]) -> Path:
@@ -218,7 +219,7 @@ def view_features(
     if views < 1 or (views > 1 and augmentation is None):
         message = (f"Expected views=1, or views > 1 with an augmentation. "
                    f"Received: views={views}, augmentation={augmentation}")
-        raise ValueError(message)
+        raise ArgumentError(message)
     identity = _identity(model, images) if cache is not None else None
     found: dict[int, np.ndarray] = {}
     if cache is not None:

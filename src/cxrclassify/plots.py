@@ -21,6 +21,7 @@ from sklearn.metrics import roc_curve
 
 from .datasets._images import to_rgb_uint8
 from .evaluation import format_ci
+from .exceptions import ArgumentError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluation import Evaluation
@@ -61,7 +62,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
     """
     if not history.get("loss"):
         message = f"Expected a history with a non-empty 'loss' list. Received: keys {sorted(history)}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     figure = Figure(figsize=(10, 4), layout="constrained")
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
         for prefix, label in (("", "training"), ("val_", "validation")):
@@ -118,7 +119,7 @@ def plot_confusion_matrix(
             f"Expected a square matrix with one row per class ({len(class_names)}). "
             f"Received: matrix of shape {matrix.shape}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     if normalize:
         totals = matrix.sum(axis=1, keepdims=True)
         shown = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
@@ -234,7 +235,7 @@ def plot_reliability_diagram(evaluation: "Evaluation", path: str | os.PathLike[s
     curve = evaluation.reliability_curve
     if curve is None:
         message = "Expected an Evaluation with a reliability curve. Received: reliability_curve=None"
-        raise ValueError(message)
+        raise ArgumentError(message)
     centres = (curve.bin_edges[:-1] + curve.bin_edges[1:]) / 2
     widths = np.diff(curve.bin_edges)
     filled = curve.count > 0
@@ -301,7 +302,7 @@ def save_evaluation_figures(
     formats = [formats] if isinstance(formats, str) else list(formats)
     if not formats:
         message = "Expected at least one figure format. Received: formats=[]"
-        raise ValueError(message)
+        raise ArgumentError(message)
     for file_format in formats:
         _check_format(f"figure.{str(file_format).lstrip('.')}")
     written = []
@@ -376,20 +377,20 @@ def plot_cam_grid(
     if not images or len(images) != len(heatmaps):
         message = (f"Expected one heatmap per image, and at least one image. "
                    f"Received: {len(images)} images and {len(heatmaps)} heatmaps")
-        raise ValueError(message)
+        raise ArgumentError(message)
     if titles is not None and len(titles) != len(images):
         message = f"Expected one title per image ({len(images)}). Received: {len(titles)} titles"
-        raise ValueError(message)
+        raise ArgumentError(message)
     overlay_titles = [overlay_title] * len(images) if isinstance(overlay_title, str) else list(overlay_title)
     if len(overlay_titles) != len(images):
         message = f"Expected one overlay title, or one per image ({len(images)}). Received: {len(overlay_titles)}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if not 0.0 <= alpha <= 1.0:
         message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if isinstance(pairs_per_row, bool) or not isinstance(pairs_per_row, int) or pairs_per_row < 1:
         message = f"Expected pairs_per_row to be a positive integer. Received: pairs_per_row={pairs_per_row!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     cmap = _get_colormap(colormap)
     pairs = min(pairs_per_row, len(images))
     rows = -(-len(images) // pairs)
@@ -400,7 +401,7 @@ def plot_cam_grid(
     for index, (image, heatmap) in enumerate(zip(images, heatmaps)):
         if heatmap.ndim != 2:
             message = f"Expected each heatmap to be a 2-D array. Received: heatmap {index} of shape {heatmap.shape}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         rgb = to_rgb_uint8(image)
         height, width = rgb.shape[:2]
         plain, overlaid = grid[index // pairs, 2 * (index % pairs)], grid[index // pairs, 2 * (index % pairs) + 1]
@@ -423,7 +424,7 @@ def _labels_and_probabilities(evaluation: "Evaluation") -> tuple[np.ndarray, np.
     if labels is None or probabilities is None:
         message = ("Expected an Evaluation that keeps its true labels and probabilities (as evaluate() and "
                    "evaluate_predictions() return). Received: labels or probabilities of None")
-        raise ValueError(message)
+        raise ArgumentError(message)
     return np.asarray(labels), np.asarray(probabilities)
 
 
@@ -434,7 +435,7 @@ def _check_format(path: str | os.PathLike[str]) -> str:
     if suffix not in supported:
         message = (f"Expected a file suffix naming a figure format ({', '.join(sorted(supported))}). "
                    f"Received: {os.fspath(path)!r}")
-        raise ValueError(message)
+        raise ArgumentError(message)
     return suffix
 
 
@@ -453,4 +454,4 @@ def _get_colormap(name: str) -> Colormap:
     except (KeyError, TypeError):
         message = (f"Expected the name of a matplotlib colormap, such as 'jet', 'inferno', 'viridis' or 'gray'. "
                    f"Received: colormap={name!r}")
-        raise ValueError(message) from None
+        raise ArgumentError(message) from None

@@ -106,7 +106,9 @@ def reproduce(
     image_size : int, default 237
         The paper's input size.
     seed : int, default 0
-        Seed of the draw, the split and the training.
+        Seed of the draw, the split, the initial weights of every model built
+        (``build_model(..., seed=seed)``), the training and the bootstrap: the
+        same seed, data and weights files repeat the report's numbers.
     counts : mapping, optional
         ``{"n_covid19": ..., "n_normal": ..., "n_pneumonia": ...}``; the paper's 175/100/100 by default.
     adult_controls : bool, default True
@@ -155,7 +157,7 @@ def reproduce(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, progress=progress) if adult_controls else None
     if audit:
         for result in results:
-            result.audit = _audit(result.model, data)
+            result.audit = _audit(result.model, data, seed)
     return write_report(out, data, results, settings, adult_section=adult_section)
 
 
@@ -170,16 +172,16 @@ def _run_architecture(arch, weights, data, figures: Path, *, epochs, batch_size,
     started = time.perf_counter()
     try:
         model = cx.build_model(arch, len(data.class_names), weights=weights, class_names=data.class_names,
-                               image_size=image_size)
+                               image_size=image_size, seed=seed)
         described = "random initialisation" if weights is None else os.fspath(weights)
     except cx.WeightsUnavailableError as error:
         logger.warning("%s: ImageNet weights unavailable (%s); training on a randomly initialised base.", arch, error)
         model = cx.build_model(arch, len(data.class_names), weights=None, class_names=data.class_names,
-                               image_size=image_size)
+                               image_size=image_size, seed=seed)
         described = "random initialisation (ImageNet weights unavailable)"
     history = cx.train(model, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                        progress=progress, recipe="paper")
-    evaluation = cx.evaluate(model, data.test)
+    evaluation = cx.evaluate(model, data.test, seed=seed)
     written = cx.save_evaluation_figures(evaluation, figures / arch, history=history, formats=("png", "svg"))
     paths = {path.stem.replace("_", " "): path for path in written if path.suffix == ".png"}
     return ModelResult(arch, described, round(time.perf_counter() - started, 1), history, evaluation, paths,
@@ -204,7 +206,8 @@ def _adult_controls_section(results, data, *, counts, mirror, verify, data_home,
         started = time.perf_counter()
         adult_model = cx.build_model(result.model.arch, len(adults.class_names), weights=None,
                                      class_names=adults.class_names, image_size=image_size,
-                                     preprocessing=result.model.preprocessing, head=result.model.head_kind)
+                                     preprocessing=result.model.preprocessing, head=result.model.head_kind,
+                                     seed=seed)
         adult_model.base.set_weights(result.model.base.get_weights())  # the same pretrained base
         cx.train(adult_model, adults, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                  progress=progress, recipe="recommended")
@@ -214,9 +217,9 @@ def _adult_controls_section(results, data, *, counts, mirror, verify, data_home,
     return {"skipped": None, "comparisons": comparisons, "data": adults, "n_test": len(adult_test)}
 
 
-def _audit(model, data):
+def _audit(model, data, seed=0):
     try:
-        return cx.audit(model, data)
+        return cx.audit(model, data, seed=seed)
     except (cx.exceptions.CxrError, ValueError) as error:
         logger.warning("The shortcut audit of %s failed: %s", model.arch, error)
         return f"not run: {type(error).__name__}: {error}"

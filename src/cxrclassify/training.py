@@ -16,6 +16,12 @@ Everything random in an epoch (the order of the images, the view drawn for
 each, the augmentation of a batch, the dropout masks) is a function of
 ``(seed, epoch)`` only. An interrupted run resumed from ``checkpoint_dir``
 therefore ends with the same weights as a run that was never interrupted.
+
+What seeds what: :func:`~cxrclassify.build_model`'s ``seed`` (default 0) fixes
+the weights a model starts from (its head, and its base when ``weights=None``);
+:func:`train`'s ``seed`` (default 0) fixes everything drawn while training. The
+same two seeds, data and settings give the same weights and history, in any
+process (on the same machine and library versions).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from .datasets import DatasetSplits, ImageSet
 from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
 from .models.ood import fit_ood as fit_ood_score
+from .exceptions import ArgumentError, ArgumentTypeError, TrainingWarning
 
 __all__ = ["FROM_RECIPE", "PAPER_SETTINGS", "RECOMMENDED_TRAINING", "TRAINING_RECIPES", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
@@ -132,8 +139,14 @@ def train(
         head on it. Default: whenever the base is frozen. Must be off when the
         base is trained.
     seed : int, default 0
-        Seeds Python, NumPy and the backend, the order of the images, the views
-        drawn and the augmentation: the same seed repeats a run exactly.
+        Seeds everything drawn while training: Python, NumPy and the backend,
+        the order of the images, the views drawn, the augmentation and the
+        dropout masks. Training starts from the model's current weights, which
+        :func:`~cxrclassify.build_model`'s own ``seed`` (default 0) fixes: a
+        model built with the same seed and trained with the same seed, data
+        and settings ends with the same weights and history, in any process.
+        A model built with ``seed=None`` starts from unseeded weights, and its
+        runs do not repeat. The model's seed is recorded as ``model_seed``.
     checkpoint_dir : path, optional
         Where to back up the training state (weights, optimizer, epoch, early
         stopping and learning-rate-plateau counters) at the end of every epoch,
@@ -246,12 +259,12 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
     use_cache = (not model.base_trainable) if options["cache_features"] is None else bool(options["cache_features"])
     if use_cache and model.base_trainable:
         message = "cache_features=True needs a frozen base. Received: a model whose base is trainable"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if validation_set is None and "early_stopping" in options["from_recipe"]:
         options["early_stopping"] = None  # the recipe's early stopping needs a validation split
     if validation_set is None and (options["early_stopping"] is not None or options["lr_schedule"] == "plateau"):
         warnings.warn("There is no validation split: early stopping and the plateau schedule watch the "
-                      "training loss instead.", stacklevel=3)
+                      "training loss instead.", TrainingWarning, stacklevel=3)
 
     keras.utils.set_random_seed(options["seed"])
     fit_model, batches, validation_data, settings = _fit_data(model, train_set, validation_set, use_cache, options)
@@ -270,7 +283,8 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
                                epochs=options["epochs"], shuffle=False, verbose=0, callbacks=run_callbacks)
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
     full_history = _with_earlier_epochs(history, run_callbacks)
-    model.metadata["training"] = _plain({**settings, **_stopping_record(run_callbacks, len(full_history["loss"]))})
+    model.metadata["training"] = _plain({**settings, "model_seed": getattr(model, "seed", None),
+                                         **_stopping_record(run_callbacks, len(full_history["loss"]))})
     if options["log_dir"] is not None:
         _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
     logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
@@ -287,7 +301,7 @@ def _train_options(**options: Any) -> dict[str, Any]:
     completed = {name: value for name, value in bound.arguments.items() if name not in ("model", "data")}
     if completed["recipe"] not in TRAINING_RECIPES:
         message = f"Expected recipe to be one of {sorted(TRAINING_RECIPES)}. Received: recipe={completed['recipe']!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     completed["from_recipe"] = sorted(name for name, value in completed.items() if value is FROM_RECIPE)
     for name in completed["from_recipe"]:
         completed[name] = TRAINING_RECIPES[completed["recipe"]][name]
@@ -400,10 +414,10 @@ def train_two_stage(
     for name in ("epochs", "cache_features"):
         if name in train_options:
             message = f"train_two_stage sets {name} per stage (head_epochs, fine_tune_epochs). Received: {name}=..."
-            raise TypeError(message)
+            raise ArgumentTypeError(message)
     if fine_tune_blocks is not True and (isinstance(fine_tune_blocks, bool) or fine_tune_blocks < 1):
         message = f"Expected fine_tune_blocks to be True or at least 1. Received: fine_tune_blocks={fine_tune_blocks!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     checkpoint_dir = train_options.pop("checkpoint_dir", None)
     log_dir = train_options.pop("log_dir", None)
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -569,7 +583,7 @@ class _RunState(keras.callbacks.Callback):
                 self._restore(saved["callbacks"])
             elif self.watched:
                 warnings.warn("The early stopping and plateau counters of the checkpoint are from another epoch "
-                              "than its weights; they start over.", stacklevel=2)
+                              "than its weights; they start over.", TrainingWarning, stacklevel=2)
         self._history = {name: list(values) for name, values in self.earlier.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -680,14 +694,14 @@ def _augmentation(augment: bool | Augmentation) -> Augmentation | None:
     if isinstance(augment, bool):
         return Augmentation() if augment else None
     message = f"Expected augment to be a bool or an Augmentation. Received: augment={augment!r}"
-    raise TypeError(message)
+    raise ArgumentTypeError(message)
 
 
 def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
 
 
 def _sample_weights(
@@ -700,7 +714,7 @@ def _sample_weights(
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             message = f"Expected class_weight to be None, 'balanced' or a dict. Received: class_weight={class_weight!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         weights = balanced_class_weight(train_set.labels, num_classes)
     elif isinstance(class_weight, Mapping):
         weights = {index: 1.0 for index in range(num_classes)}
@@ -709,15 +723,15 @@ def _sample_weights(
             if not isinstance(index, (int, np.integer)) or not 0 <= index < num_classes:
                 message = (f"Expected class_weight keys to be class indices or names {train_set.class_names}. "
                            f"Received: key {key!r}")
-                raise ValueError(message)
+                raise ArgumentError(message)
             weights[int(index)] = value
     else:
         message = f"Expected class_weight to be None, 'balanced' or a dict. Received: class_weight={class_weight!r}"
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     per_class = np.array([float(weights[index]) for index in range(num_classes)], dtype=np.float32)
     if not np.all(np.isfinite(per_class)) or np.any(per_class < 0):
         message = f"Expected finite, non-negative class weights. Received: class_weight={class_weight!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return per_class[np.asarray(train_set.labels)], per_class.tolist()
 
 
@@ -726,7 +740,7 @@ def _feature_cache(cache_dir: str | os.PathLike[str] | bool | None, use_cache: b
         return None
     if not use_cache:
         warnings.warn("cache_dir is not used: features are cached only with a frozen base and "
-                      "cache_features not False.", stacklevel=5)
+                      "cache_features not False.", TrainingWarning, stacklevel=5)
         return None
     if cache_dir is True:
         from ._download import get_data_home
@@ -747,7 +761,7 @@ def _check_lr_schedule(lr_schedule: Any) -> None:
         return
     message = (f"Expected lr_schedule to be None, 'cosine', 'plateau' or a keras LearningRateSchedule. "
                f"Received: lr_schedule={lr_schedule!r}")
-    raise ValueError(message)
+    raise ArgumentError(message)
 
 
 def _learning_rate(lr_schedule: Any, learning_rate: float, total_steps: int) -> Any:
@@ -772,7 +786,7 @@ def _check_batch_splits(strategy: Any, first_batch: int) -> None:
             f"With {replicas} replicas, batch_size must be a multiple of {replicas} (Keras splits each batch "
             f"evenly across them). Received: batch_size giving a first batch of {first_batch} images"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _check_built_under(strategy: Any, fit_model: keras.Model) -> None:
@@ -784,7 +798,7 @@ def _check_built_under(strategy: Any, fit_model: keras.Model) -> None:
             "The model must be built under the strategy's scope: `with strategy.scope(): model = "
             f"build_model(...)`. Received: a model built outside strategy={type(strategy).__name__}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _prepare_checkpoint(
@@ -803,12 +817,13 @@ def _prepare_checkpoint(
         if previous.get("base_weights") != record["base_weights"]:
             warnings.warn(f"The checkpoint in {str(folder)!r} was made with other base weights: the head goes on "
                           "training on other features, and the result will differ from an uninterrupted run. "
-                          "Resume with the same base (same weights file, or the same seed for weights=None).",
-                          stacklevel=4)
+                          "Resume with the same base (the same weights file, or for weights=None the same "
+                          "build_model seed).",
+                          TrainingWarning, stacklevel=4)
         changed = sorted(key for key in settings if previous["settings"].get(key) != _plain(settings[key]))
         if changed:
             warnings.warn(f"Resuming the checkpoint in {str(folder)!r} with other settings ({', '.join(changed)}): "
-                          "the result will differ from an uninterrupted run.", stacklevel=4)
+                          "the result will differ from an uninterrupted run.", TrainingWarning, stacklevel=4)
     if resuming:
         logger.info("Resuming from the checkpoint in %s (epoch %s)", folder, _checkpoint_epoch(folder))
     _atomic_write_bytes(previous_path, json.dumps(_plain(record)).encode("utf-8"))
@@ -903,10 +918,10 @@ def _training_splits(data: DatasetSplits | tuple[ImageSet, ImageSet | None]) -> 
             "Expected data to be what load_datasets returned, or a (train, validation) pair of ImageSet. "
             f"Received: data of type {type(data).__name__}"
         )
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     if len(train_set) == 0:
         message = "Expected at least one training image. Received: an empty training split"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if validation_set is not None and len(validation_set) == 0:
         validation_set = None
     return train_set, validation_set
@@ -920,17 +935,17 @@ def _check_data_fits_model(model: CxrClassifier, train_set: ImageSet, validation
             f"{class_names}. Build the model with num_classes={len(class_names)}. "
             f"Received: num_classes={model.num_classes}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     if model.class_names is not None and list(model.class_names) != class_names:
         message = (
             f"The model's class names {list(model.class_names)} differ from the data's. "
             f"Received: class_names={class_names}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     for split in (train_set, validation_set):
         if split is not None and split.images.shape[1:3] != (model.image_size, model.image_size):
             message = (
                 f"The model expects {model.image_size} x {model.image_size} images. Received: images of "
                 f"shape {split.images.shape[1:3]}; load them with load_datasets(..., image_size={model.image_size})"
             )
-            raise ValueError(message)
+            raise ArgumentError(message)

@@ -14,7 +14,16 @@ from .._download import (
     get_data_home,
 )
 from ._dicom import read_dicom
-from ._images import IMAGE_SUFFIXES, read_image, resize, to_rgb_uint8
+from ._images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_SUFFIXES,
+    MAX_IMAGE_PIXELS_ENV,
+    get_max_image_pixels,
+    read_image,
+    resize,
+    set_max_image_pixels,
+    to_rgb_uint8,
+)
 from ._load import (
     DEFAULT_IMAGE_SIZE,
     decode_records,
@@ -29,7 +38,9 @@ from ._records import (
     ImageSet,
     Sample,
     as_samples,
+    check_records,
     parse_age,
+    read_csv_rows,
     read_manifest,
     write_manifest,
 )
@@ -41,24 +52,35 @@ from .composite import (
     warn_if_confounded,
     warn_if_sources_confound,
 )
-from .folder import records_from_folder
+from .folder import assign_patients, records_from_folder
 from .ieee8023 import IEEE8023_COMMIT, ieee8023_records
 from .kermany import kermany_records
 from .nih import nih_records, read_nih_labels
-from .splits import DuplicatePair, find_cross_split_duplicates, stratified_group_split
+from .splits import (
+    DuplicatePair,
+    GroupJoin,
+    find_cross_split_duplicates,
+    join_duplicate_groups,
+    stratified_group_split,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_PIXELS_ENV",
     "IEEE8023_COMMIT",
     "IMAGE_SUFFIXES",
     "DatasetSplits",
     "DuplicatePair",
+    "GroupJoin",
     "ImageSet",
     "RemoteFile",
     "Sample",
     "adult_controls_records",
     "as_samples",
+    "assign_patients",
     "cache_info",
+    "check_records",
     "checked_archive_members",
     "clear_data_home",
     "decode_records",
@@ -68,13 +90,16 @@ __all__ = [
     "find_cross_split_duplicates",
     "format_composition",
     "get_data_home",
+    "get_max_image_pixels",
     "ieee8023_records",
+    "join_duplicate_groups",
     "kermany_records",
     "list_recipes",
     "load_datasets",
     "nih_records",
     "parse_age",
     "read_dicom",
+    "read_csv_rows",
     "read_image",
     "read_manifest",
     "read_nih_labels",
@@ -83,6 +108,7 @@ __all__ = [
     "resize",
     "sample_dir",
     "sample_records",
+    "set_max_image_pixels",
     "soares2020_records",
     "stratified_group_split",
     "to_rgb_uint8",

@@ -17,9 +17,14 @@ library never sees DICOM:
    ``MONOCHROME2``; color files (``RGB``, ``YBR_FULL``, ``PALETTE COLOR``)
    come out as RGB.
 
+Before any pixel is decoded, *Rows* x *Columns* is checked against the pixel
+limit of ``read_image`` (see ``cxrclassify.datasets.set_max_image_pixels``), so
+that a small compressed file that declares a huge image is refused at once.
+
 pydicom is imported only when a DICOM file is read (``pip install
 "cxrclassify[dicom]"``). This module imports nothing from the library but its
-exceptions.
+exceptions (and, when no limit is passed to :func:`read_dicom`, the pixel limit
+of its sibling ``_images``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ImageDecodeError
+from ..exceptions import ArgumentError, DataWarning, ImageDecodeError
 
 __all__ = ["DICOM_SUFFIXES", "has_dicom_preamble", "read_dicom"]
 
@@ -115,7 +120,17 @@ def has_dicom_preamble(path: str | os.PathLike[str]) -> bool:
     return head[_MAGIC_OFFSET:] == _MAGIC
 
 
-def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
+class _LibraryLimit:
+    """The default of ``max_pixels``: the library's pixel limit."""
+
+    def __repr__(self) -> str:
+        return "<the library's pixel limit>"
+
+
+_LIBRARY_LIMIT = _LibraryLimit()
+
+
+def read_dicom(path: str | os.PathLike[str], *, max_pixels: int | None | _LibraryLimit = _LIBRARY_LIMIT) -> np.ndarray:
     """Read a DICOM X-ray into an ``(H, W, 3)`` ``uint8`` RGB array.
 
     Needs pydicom (``pip install "cxrclassify[dicom]"``), and for compressed
@@ -134,6 +149,10 @@ def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
     path : str or os.PathLike
         A DICOM Part 10 file (128-byte preamble, ``DICM``, file meta
         information), whatever its suffix.
+    max_pixels : int or None, optional
+        The largest *Rows* x *Columns* to decode, checked before the pixel data
+        is decoded; ``None``: no limit. By default the limit of ``read_image``
+        (``cxrclassify.datasets._images.get_max_image_pixels``).
 
     Returns
     -------
@@ -143,16 +162,19 @@ def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
 
     Raises
     ------
+    ArgumentError
+        If ``max_pixels`` is not a positive int or ``None``.
     ImageDecodeError
         If pydicom is not installed, the file is missing, is not DICOM, is
         truncated or corrupt, has no pixel data (a structured report or a
         presentation state), or holds compressed pixel data that no installed
         decoder can read (the message names the transfer syntax and what to
-        install). Every message names the file.
+        install), or declares more *Rows* x *Columns* than ``max_pixels``.
+        Every message names the file.
 
     Warns
     -----
-    UserWarning
+    DataWarning
         Once per process when a multi-frame file is read (only its first frame
         is used), and when a file's window or VOI LUT is invalid (its full data
         range is used instead).
@@ -177,12 +199,33 @@ def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
     ((4, 64, 3), dtype('uint8'))
     >>> int(rgb[0, 0, 0]), int(rgb[0, -1, 0])  # MONOCHROME1: the lowest value shows white
     (255, 0)
+
+    A file that declares more pixels than the limit is refused before decoding:
+
+    >>> try:
+    ...     read_dicom(path, max_pixels=100)
+    ... except ValueError as error:
+    ...     print(type(error).__name__, "4 x 64" in str(error) or "64 x 4" in str(error))
+    ImageDecodeError True
     """
     path = Path(path)
+    if isinstance(max_pixels, _LibraryLimit):
+        from ._images import get_max_image_pixels
+
+        max_pixels = get_max_image_pixels()
+    elif max_pixels is not None and (
+        isinstance(max_pixels, (bool, np.bool_)) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1
+    ):
+        message = (
+            "Expected max_pixels to be a positive int (the largest Rows x Columns to decode) or None for "
+            f"no limit. Received: max_pixels={max_pixels!r}"
+        )
+        raise ArgumentError(message)
     pydicom, pixels = _import_pydicom(path)
     dataset = _read_dataset(pydicom, path)
     notes: list[str] = []
     try:
+        _check_pixel_limit(dataset, path, max_pixels)
         rgb = _dataset_to_rgb(dataset, path, pixels, notes)
     except ImageDecodeError:
         raise
@@ -196,8 +239,28 @@ def read_dicom(path: str | os.PathLike[str]) -> np.ndarray:
         )
         raise ImageDecodeError(message) from error
     for note in notes:
-        warnings.warn(note, UserWarning, stacklevel=2)
+        warnings.warn(note, DataWarning, stacklevel=2)
     return rgb
+
+
+def _check_pixel_limit(dataset: Any, path: Path, max_pixels: int | None) -> None:
+    """Refuse a file whose header declares more than ``max_pixels`` pixels, before decoding it."""
+    if max_pixels is None:
+        return
+    try:
+        rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    except (TypeError, ValueError):
+        return  # an unusable header fails when the pixel data is decoded
+    if rows * columns <= max_pixels:
+        return
+    message = (
+        f"Refusing to decode DICOM file {str(path)!r}: expected at most {max_pixels:,} pixels (the limit "
+        f"that guards against decompression bombs). To read it, raise the limit with read_image(..., "
+        f"max_pixels=n), set_max_image_pixels(n) or the environment variable CXRCLASSIFY_MAX_IMAGE_PIXELS "
+        f"(None, or 'none', for no limit). Received: a header that declares {columns} x {rows} "
+        f"(Columns x Rows) = {rows * columns:,} pixels."
+    )
+    raise ImageDecodeError(message)
 
 
 def _import_pydicom(path: Path) -> tuple[Any, SimpleNamespace]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -14,12 +15,19 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..exceptions import DataError
+from ..exceptions import ArgumentError, ArgumentTypeError, DataError, DuplicateImageWarning, SplitWarning
 from ._images import read_image, resize
 from .._download import get_data_home
-from ._records import DatasetSplits, ImageSet, Sample, as_samples, parse_age, read_manifest
-from .folder import records_from_folder
-from .splits import DuplicatePair, find_cross_split_duplicates, stratified_group_split
+from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
+from .folder import PatientNaming, assign_patients, records_from_folder
+from .splits import (
+    NEAR_DUPLICATE_SIMILARITY,
+    DuplicatePair,
+    GroupJoin,
+    find_cross_split_duplicates,
+    join_duplicate_groups,
+    stratified_group_split,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
@@ -113,6 +121,8 @@ def load_datasets(
     test_fraction: float = 0.1,
     seed: int = 0,
     split_by: str = "patient",
+    patients: PatientNaming | None = None,
+    join_duplicates: bool = True,
     class_names: Sequence[str] | None = None,
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
@@ -128,8 +138,10 @@ def load_datasets(
     source : str, os.PathLike or iterable of records
         One of:
 
-        * a folder laid out ``root/<class name>/<image>`` (PNG, JPEG or DICOM),
-          each image its own group;
+        * a folder laid out ``root/<class name>/<image>`` (PNG, JPEG, TIFF or
+          DICOM): a folder names no patient, so each image is its own group
+          (split by image, with a :class:`~cxrclassify.exceptions.SplitWarning`)
+          unless ``patients`` names them;
         * a list of :class:`~cxrclassify.datasets.Sample` records or
           ``(path, label[, group[, source]])`` tuples, where ``group`` is the
           patient: no patient is ever in two splits;
@@ -152,6 +164,20 @@ def load_datasets(
         did. It is offered only to reproduce the paper: follow-up X-rays of one
         patient then land in both train and test, and the model is scored on
         patients it has seen, which inflates the test score.
+    patients : callable, str, os.PathLike or mapping, optional
+        Names the patient of every record that has none (a folder's images): a
+        callable of the path, a regular expression searched in the file name
+        (its first group is the patient), a ``.csv`` file with ``path`` (or
+        ``file``) and ``patient`` columns, or a ``{path or file name: patient}``
+        mapping. See :func:`~cxrclassify.datasets.assign_patients`.
+    join_duplicates : bool, default True
+        Before splitting, join the groups of identical or near-identical images
+        (thumbnail correlation at least
+        :data:`~cxrclassify.datasets.splits.NEAR_DUPLICATE_SIMILARITY`, the
+        threshold of the duplicate check): sources file some people under two
+        patient ids, and the same picture must not be in train and test. Each
+        join is recorded in ``merged_groups`` and in the manifest. Joins apply
+        with ``split_by="image"`` too (the same picture is one item).
     class_names : sequence of str, optional
         Class names in the order of the model's outputs; by default the sorted
         labels found. Labels not listed raise a :class:`~cxrclassify.exceptions.DataError`.
@@ -170,7 +196,8 @@ def load_datasets(
     DatasetSplits
         ``train``, ``validation`` and ``test`` :class:`~cxrclassify.datasets.ImageSet`
         objects and ``class_names``; unpacks as ``train, validation, test, class_names``.
-        Its ``duplicates`` lists images of one split that are identical or nearly
+        Its ``merged_groups`` lists the groups joined before the split, its
+        ``duplicates`` the images of one split that are still identical or nearly
         identical to images of another (also warned about), and for a recipe its
         ``manifest_path`` is the split manifest written to the cache.
 
@@ -178,8 +205,18 @@ def load_datasets(
     ------
     DataError
         If there is no image, only one class, a class with too few patients to
-        appear in every split, a label outside ``class_names``, or an image that
-        cannot be decoded (the message names the file).
+        appear in every split, a label outside ``class_names``, an empty or
+        missing label, a file listed twice, or an image that cannot be decoded
+        (the message names the file).
+    ArgumentError
+        If ``image_size``, a fraction or ``split_by`` is out of range.
+
+    Warns
+    -----
+    SplitWarning
+        When records carry no patient and are split image by image.
+    DuplicateImageWarning
+        When identical or near-identical images remain in two splits.
 
     Notes
     -----
@@ -197,33 +234,45 @@ def load_datasets(
     """
     if split_by not in ("patient", "image"):
         message = f"Expected split_by to be 'patient' or 'image'. Received: split_by={split_by!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
+    _check_image_size(image_size)
     fetch_options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
     recipe = source if isinstance(source, str) and source in _RECIPES and not Path(source).exists() else None
     if recipe is not None:
         samples = _call_recipe(recipe, seed=seed, progress=progress, **fetch_options, **recipe_options)
     elif recipe_options:
         message = f"Options {sorted(recipe_options)} are only for named recipes. Received: source={source!r}"
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     else:
         samples = _resolve_records(source)
+    if patients is not None:
+        samples = assign_patients(samples, patients, base=source if isinstance(source, (str, os.PathLike)) else None)
+    check_records(samples)
     names = _resolve_class_names(samples, class_names)
     labels = np.array([names.index(sample.label) for sample in samples], dtype=np.int64)
     assigned = _manifest_splits(source, samples)
+    images = decode_records(samples, image_size, progress=progress)
+    joins: list[GroupJoin] = []
     if assigned is None:
+        if split_by == "patient":
+            _warn_if_split_by_image(samples)
         groups = [
             sample.group if split_by == "patient" and sample.group is not None else f"image:{index}"
             for index, sample in enumerate(samples)
         ]
+        if join_duplicates:
+            joined_groups, joins = join_duplicate_groups(groups, images, [sample.path for sample in samples])
+            samples = _record_joins(samples, groups, joined_groups)
+            groups = joined_groups
         assigned = stratified_group_split(
             labels, groups, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
         )
-    images = decode_records(samples, image_size, progress=progress)
     splits = [
         ImageSet(images[indices], labels[indices], [samples[i] for i in indices], list(names))
         for indices in assigned
     ]
     data = DatasetSplits(*splits, class_names=list(names))
+    data.merged_groups = joins
     data.duplicates = _report_duplicates(data)
     if recipe is not None:
         data.manifest_path = data.write_manifest(
@@ -234,6 +283,37 @@ def load_datasets(
         len(samples), len(names), *(len(split) for split in splits),
     )
     return data
+
+
+def _check_image_size(image_size: object) -> None:
+    if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        message = f"Expected image_size to be a positive number of pixels (an int). Received: image_size={image_size!r}"
+        raise ArgumentError(message)
+
+
+def _warn_if_split_by_image(samples: Sequence[Sample]) -> None:
+    ungrouped = [sample.path for sample in samples if sample.group is None]
+    if not ungrouped:
+        return
+    warnings.warn(
+        f"{len(ungrouped)} of {len(samples)} images carry no patient id (e.g. {ungrouped[0]!r}), so each is its "
+        "own group: they are split image by image, and follow-up X-rays of one patient can land in train and "
+        "test. Name the patients with patients= (a function of the path, a regular expression on the file name, "
+        "or a CSV of path and patient), or pass split_by='image' to say that this is meant.",
+        SplitWarning,
+        stacklevel=3,
+    )
+
+
+def _record_joins(samples: list[Sample], groups: list[str], joined_groups: list[str]) -> list[Sample]:
+    """Give the images of joined groups the joined key as group, keeping the source's own id."""
+    records = []
+    for sample, group, joined in zip(samples, groups, joined_groups):
+        if joined != group and (sample.group is None or sample.group == group):
+            records.append(dataclasses.replace(sample, group=joined, original_group=sample.group))
+        else:
+            records.append(sample)
+    return records
 
 
 def _call_recipe(name: str, **options: Any) -> list[Sample]:
@@ -255,7 +335,7 @@ def _call_recipe(name: str, **options: Any) -> list[Sample]:
             f"The dataset {name!r} takes no option {sorted(refused)}. "
             f"Expected some of {sorted(parameters)}. Received: {sorted(options)}"
         )
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     samples = function(**accepted)
     if not samples:
         message = f"The dataset {name!r} gave no image. Received: options {accepted}"
@@ -299,7 +379,7 @@ def _report_duplicates(data: DatasetSplits) -> list[DuplicatePair]:
             f"{len(duplicates)} image(s) of one split are (near-)identical to images of another, which "
             f"inflates test scores: {shown}{' ...' if len(duplicates) > 3 else ''}. "
             "The full list is in the result's `duplicates`.",
-            UserWarning,
+            DuplicateImageWarning,
             stacklevel=3,
         )
     return duplicates
@@ -340,6 +420,9 @@ def _resolve_records(source: str | os.PathLike[str] | Iterable[object]) -> list[
 
 
 def _sample_from_row(row: Mapping[str, str], base: Path) -> Sample:
+    if not (row.get("path") or "").strip():
+        message = f"Expected every manifest row to name an image path. Received: a row with an empty path: {dict(row)}"
+        raise DataError(message)
     path = Path(row["path"])
     return Sample(
         path=str(path if path.is_absolute() else base / path),
@@ -349,6 +432,7 @@ def _sample_from_row(row: Mapping[str, str], base: Path) -> Sample:
         age=parse_age(row.get("age", "")),
         sex=row.get("sex") or None,
         view=row.get("view") or None,
+        original_group=row.get("original_patient") or None,
     )
 
 
@@ -358,6 +442,9 @@ def _resolve_class_names(samples: list[Sample], class_names: Sequence[str] | Non
         names = sorted(found)
     else:
         names = list(class_names)
+        if any(not isinstance(name, str) or not name.strip() for name in names) or len(set(names)) != len(names):
+            message = f"Expected class_names to be distinct, non-empty strings. Received: class_names={names!r}"
+            raise ArgumentError(message)
         unknown = sorted(set(found) - set(names))
         if unknown:
             message = f"Found labels {unknown} that are not in class_names. Received: class_names={names}"

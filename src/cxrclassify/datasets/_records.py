@@ -18,9 +18,19 @@ import numpy as np
 
 from ..exceptions import DataError
 
-__all__ = ["Sample", "ImageSet", "DatasetSplits", "as_samples", "parse_age", "write_manifest", "read_manifest"]
+__all__ = [
+    "Sample",
+    "ImageSet",
+    "DatasetSplits",
+    "as_samples",
+    "check_records",
+    "parse_age",
+    "read_csv_rows",
+    "write_manifest",
+    "read_manifest",
+]
 
-MANIFEST_COLUMNS = ("path", "label", "patient", "source", "split", "age", "sex", "view")
+MANIFEST_COLUMNS = ("path", "label", "patient", "source", "split", "age", "sex", "view", "original_patient")
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,11 @@ class Sample:
         Patient sex as the source records it (``"M"``, ``"F"``).
     view : str or None
         Projection (``"PA"``, ``"AP"``, ``"AP Supine"``...), where recorded.
+    original_group : str or None
+        The group the source gave, when :func:`~cxrclassify.load_datasets`
+        joined it with another because they share an identical or
+        near-identical image (``group`` is then the joined key); ``None``
+        otherwise.
 
     Examples
     --------
@@ -60,6 +75,7 @@ class Sample:
     age: float | None = None
     sex: str | None = None
     view: str | None = None
+    original_group: str | None = None
 
 
 def parse_age(value: object) -> float | None:
@@ -80,11 +96,25 @@ def parse_age(value: object) -> float | None:
 def as_samples(records: Iterable[object]) -> list[Sample]:
     """Turn ``Sample`` objects or ``(path, label[, group[, source]])`` tuples into samples.
 
+    ``path`` is a string or path; ``label`` a non-empty string (an integer is
+    taken as its decimal string); ``group`` and ``source`` strings, where
+    ``None`` or ``""`` means none (the image is then its own group).
+
+    Raises
+    ------
+    DataError
+        If a record is not a ``Sample`` or a tuple of 2 to 4 fields, or its path or
+        label is missing or empty; the message names the record's position.
+
     Examples
     --------
     >>> from cxrclassify.datasets import as_samples
     >>> as_samples([("a.png", "normal", "p1")])[0].group
     'p1'
+    >>> as_samples([("a.png", None)])
+    Traceback (most recent call last):
+    ...
+    cxrclassify.exceptions.DataError: Expected each record's label to be a non-empty class name. Received: record 0 = ('a.png', None)
     """
     samples = []
     for position, record in enumerate(records):
@@ -104,17 +134,95 @@ def as_samples(records: Iterable[object]) -> list[Sample]:
             )
             raise DataError(message)
         path, label, *rest = record
-        group = rest[0] if len(rest) > 0 else None
-        source = rest[1] if len(rest) > 1 else None
         samples.append(
             Sample(
-                path=os.fspath(path),
-                label=str(label),
-                group=None if group is None else str(group),
-                source=None if source is None else str(source),
+                path=_record_path(path, position, record),
+                label=_record_label(label, position, record),
+                group=_optional_text(rest[0] if len(rest) > 0 else None, "group", position, record),
+                source=_optional_text(rest[1] if len(rest) > 1 else None, "source", position, record),
             )
         )
     return samples
+
+
+def check_records(samples: Sequence[Sample]) -> None:
+    """Check that every record has a path and a label, and that no file is listed twice.
+
+    A file listed under two labels would be a sample of both classes; listed
+    twice under one label it would weigh double and could land in two splits.
+
+    Raises
+    ------
+    DataError
+        Naming the first offending record(s) and what was expected.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import Sample, check_records
+    >>> check_records([Sample("a.png", "normal"), Sample("b.png", "covid19")])
+    >>> check_records([Sample("a.png", "normal"), Sample("./a.png", "covid19")])
+    Traceback (most recent call last):
+    ...
+    cxrclassify.exceptions.DataError: Expected each image file to be listed once. Received: 'a.png' listed 2 times, under the labels ['covid19', 'normal']
+    """
+    seen: dict[str, list[int]] = {}
+    for position, sample in enumerate(samples):
+        label = sample.label
+        if not isinstance(label, str) or not label.strip():
+            message = (
+                "Expected each record's label to be a non-empty class name. "
+                f"Received: record {position} = {sample!r}"
+            )
+            raise DataError(message)
+        if not isinstance(sample.path, str) or not sample.path:
+            message = f"Expected each record's path to be a non-empty string. Received: record {position} = {sample!r}"
+            raise DataError(message)
+        seen.setdefault(os.path.normcase(os.path.abspath(sample.path)), []).append(position)
+    repeated = [positions for positions in seen.values() if len(positions) > 1]
+    if repeated:
+        first = repeated[0]
+        labels = sorted({samples[position].label for position in first})
+        others = f" ({len(repeated) - 1} more files are listed more than once)" if len(repeated) > 1 else ""
+        message = (
+            "Expected each image file to be listed once. "
+            f"Received: {samples[first[0]].path!r} listed {len(first)} times, under the "
+            f"label{'s' if len(labels) > 1 else ''} {labels}{others}"
+        )
+        raise DataError(message)
+
+
+def _record_path(path: object, position: int, record: object) -> str:
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        message = (
+            "Expected each record's path to be a non-empty string or path. "
+            f"Received: record {position} = {tuple(record)!r}"
+        )
+        raise DataError(message)
+    return os.fspath(path)
+
+
+def _record_label(label: object, position: int, record: object) -> str:
+    if isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)):
+        return str(int(label))
+    if not isinstance(label, str) or not label.strip():
+        message = (
+            "Expected each record's label to be a non-empty class name. "
+            f"Received: record {position} = {tuple(record)!r}"
+        )
+        raise DataError(message)
+    return label
+
+
+def _optional_text(value: object, field_name: str, position: int, record: object) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, (str, int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(value)
+    message = (
+        f"Expected each record's {field_name} to be a string (or None). "
+        f"Received: record {position} = {tuple(record)!r}"
+    )
+    raise DataError(message)
 
 
 @dataclass
@@ -181,6 +289,22 @@ class DatasetSplits:
 
     Unpacks as ``train, validation, test, class_names = splits``.
 
+    Attributes
+    ----------
+    train, validation, test : ImageSet
+        The splits.
+    class_names : list of str
+        Class names, index ``i`` naming label ``i``.
+    duplicates : list of DuplicatePair
+        Images of one split identical or nearly identical to images of another
+        that remain after the joins (a manifest's fixed splits, or images of one
+        group).
+    manifest_path : pathlib.Path or None
+        Where a recipe's split manifest was written.
+    merged_groups : list of GroupJoin
+        Groups (patients) joined before the split because they share identical
+        or near-identical images: one person filed under two ids is one patient.
+
     Examples
     --------
     >>> import cxrclassify
@@ -195,6 +319,7 @@ class DatasetSplits:
     class_names: list[str]
     duplicates: list = field(default_factory=list)
     manifest_path: Path | None = None
+    merged_groups: list = field(default_factory=list)
 
     def __iter__(self) -> Iterator[object]:
         return iter((self.train, self.validation, self.test, self.class_names))
@@ -204,7 +329,12 @@ class DatasetSplits:
         return [("train", self.train), ("validation", self.validation), ("test", self.test)]
 
     def manifest(self) -> list[dict[str, str]]:
-        """One row per image: path, label, patient, source, split, age, sex and view."""
+        """One row per image: path, label, patient, source, split, age, sex, view, original_patient.
+
+        ``patient`` is the group the split used (a joined key such as
+        ``"ieee8023:178|ieee8023:97"`` where groups were joined) and
+        ``original_patient`` the source's own id for joined images.
+        """
         return [
             {
                 "path": record.path,
@@ -215,6 +345,7 @@ class DatasetSplits:
                 "age": "" if record.age is None else f"{record.age:g}",
                 "sex": record.sex or "",
                 "view": record.view or "",
+                "original_patient": record.original_group or "",
             }
             for split_name, split in self.items()
             for record in split.records
@@ -256,7 +387,9 @@ def write_manifest(rows: Iterable[dict[str, str]], path: str | os.PathLike[str])
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Read a manifest CSV written by :func:`write_manifest`.
+    """Read a manifest CSV written by :func:`write_manifest` (or saved by a spreadsheet).
+
+    A UTF-8 byte order mark (as Excel writes) is skipped, and blank lines are ignored.
 
     Examples
     --------
@@ -266,14 +399,64 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     >>> read_manifest(path)[0]["label"]
     'normal'
     """
+    return read_csv_rows(path, required=("path", "label"))
+
+
+def read_csv_rows(
+    path: str | os.PathLike[str], *, required: Sequence[str] = (), either: Sequence[str] = ()
+) -> list[dict[str, str]]:
+    r"""Rows of a UTF-8 CSV file (a byte order mark skipped, column names stripped), columns checked.
+
+    Parameters
+    ----------
+    path : path
+        The CSV file.
+    required : sequence of str
+        Columns that must all be present.
+    either : sequence of str
+        Columns of which at least one must be present.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, is not UTF-8, or lacks a column; the message names it.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from cxrclassify.datasets import read_csv_rows
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "excel.csv"
+    >>> _ = path.write_bytes("\ufeffpath,label\r\na.png,normal\r\n".encode("utf-8"))
+    >>> read_csv_rows(path, required=("path", "label"))
+    [{'path': 'a.png', 'label': 'normal'}]
+    """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"path", "label"} - set(reader.fieldnames or ())
-        if missing:
-            message = (
-                f"Manifest {str(path)!r} lacks the columns {sorted(missing)}: expected at least "
-                f"path and label. Received: columns {reader.fieldnames}"
-            )
-            raise DataError(message)
-        return list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            fieldnames = [name.strip() for name in reader.fieldnames or ()]
+            reader.fieldnames = fieldnames
+            rows = [{key: ("" if value is None else value) for key, value in row.items() if key is not None}
+                    for row in reader]
+    except UnicodeDecodeError as error:
+        message = (
+            f"Could not read {str(path)!r}: expected a UTF-8 CSV file. "
+            f"Received: a file that is not UTF-8 ({error})"
+        )
+        raise DataError(message) from None
+    except FileNotFoundError:
+        message = f"CSV file not found: {str(path)!r}."
+        raise DataError(message) from None
+    except csv.Error as error:
+        message = f"Could not read {str(path)!r}: expected a CSV file. Received: {error}"
+        raise DataError(message) from None
+    missing = sorted(set(required) - set(fieldnames))
+    if either and not set(either) & set(fieldnames):
+        missing.append(" or ".join(either))
+    if missing:
+        message = (
+            f"{str(path)!r} lacks the columns {missing}: expected {', '.join([*required, *(' or '.join(either),)] if either else required)}. "
+            f"Received: columns {fieldnames}"
+        )
+        raise DataError(message)
+    return rows

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import DataError
+from ..exceptions import ConfoundingWarning, DataError
 from ._load import register_recipe
 from ._records import Sample, parse_age
 from .ieee8023 import (
@@ -355,7 +355,7 @@ def warn_if_confounded(records: Iterable[Sample], *, stacklevel: int = 2) -> lis
 
     A class whose images all come from sources (or age groups: children under
     18, adults) that no other class has can be told apart by source or age
-    instead of disease. One :class:`UserWarning` names each such class and the
+    instead of disease. One :class:`~cxrclassify.exceptions.ConfoundingWarning` names each such class and the
     sources or ages of every class. Age groups come from the records' ages,
     or, where none is recorded, from the source's known population
     (:data:`SOURCE_AGE_GROUPS`: Kermany's are children); records with neither
@@ -402,7 +402,7 @@ def warn_if_confounded(records: Iterable[Sample], *, stacklevel: int = 2) -> lis
         "of disease, and a high test score on this data is no evidence that it recognises the disease; read "
         "the evaluation by source."
     )
-    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+    warnings.warn(message, ConfoundingWarning, stacklevel=stacklevel)
     return problems
 
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from tqdm.auto import tqdm
 
 from .._download import RemoteFile, fetch
-from ..exceptions import DataError
+from ..exceptions import ArgumentError, DataError, UnverifiedDownloadWarning
 from ._records import Sample, parse_age
 
 __all__ = [
@@ -84,12 +84,12 @@ def _remote_file(commit: str, repository_path: str, row: Mapping[str, str] | Non
 def _check_commit(commit: str) -> None:
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         message = f"Expected a full 40-character git commit hash. Received: commit={commit!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     if commit != IEEE8023_COMMIT:
         warnings.warn(
             f"ieee8023 commit {commit} is not the pinned {IEEE8023_COMMIT}: the package records no hashes "
             "for it, so its files cannot be verified against known checksums.",
-            UserWarning,
+            UnverifiedDownloadWarning,
             stacklevel=3,
         )
 
@@ -167,6 +167,9 @@ def select_ieee8023_rows(
 ) -> list[Mapping[str, str]]:
     """Keep the rows whose finding contains one of ``findings``, in the given views and modalities.
 
+    A file listed in two rows (ieee8023 files ``000001-27.jpg`` under patients 287
+    and 340) is kept once, in its first row: one image is one sample.
+
     Examples
     --------
     >>> from cxrclassify.datasets.ieee8023 import select_ieee8023_rows
@@ -177,12 +180,33 @@ def select_ieee8023_rows(
     1
     """
     wanted, view_set, modality_set = set(findings), set(views), set(modalities)
-    return [
+    return one_row_per_file([
         row for row in rows
         if finding_terms(row.get("finding", "")) & wanted
         and row.get("view", "").strip() in view_set
         and row.get("modality", "").strip() in modality_set
-    ]
+    ])
+
+
+def one_row_per_file(rows: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
+    """The rows, each file (``folder``/``filename``) kept once, in its first row.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets.ieee8023 import one_row_per_file
+    >>> rows = [{"patientid": "287", "filename": "000001-27.jpg"}, {"patientid": "340", "filename": "000001-27.jpg"}]
+    >>> [row["patientid"] for row in one_row_per_file(rows)]
+    ['287']
+    """
+    kept: dict[str, Mapping[str, str]] = {}
+    for row in rows:
+        key = f"{row.get('folder') or 'images'}/{row.get('filename', '')}"
+        if key in kept:
+            logger.info("ieee8023: %s is listed under patients %s and %s; kept once, under %s", key,
+                        kept[key].get("patientid"), row.get("patientid"), kept[key].get("patientid"))
+            continue
+        kept[key] = row
+    return list(kept.values())
 
 
 def ieee8023_records(
@@ -247,6 +271,7 @@ def ieee8023_records(
                                     modalities=modalities)
     else:
         _check_commit(commit)
+        rows = one_row_per_file(rows)
     registry = ieee8023_registry(commit)
     records = []
     for row in tqdm(list(rows), desc="ieee8023 images", unit="img", disable=not progress):
@@ -254,7 +279,7 @@ def ieee8023_records(
         remote = registry.get(repository_path) or _remote_file(commit, repository_path)
         with warnings.catch_warnings():
             # Said once for metadata.csv (or by the caller); not again for every image.
-            warnings.filterwarnings("ignore", message="verify=False", category=UserWarning)
+            warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
             path = fetch(remote, data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
                          progress=False)
         records.append(Sample(

@@ -5,8 +5,8 @@ The archive ``ChestXRay2017.zip`` (about 1.2 GB, CC BY 4.0) holds
 hospital in Guangzhou. Pneumonia images are named ``personN_bacteria_M.jpeg`` or
 ``personN_virus_M.jpeg``: the subtype is in the name and ``personN`` is the
 patient. Normal images are named ``IM-XXXX-YYYY.jpeg`` or
-``NORMAL2-IM-XXXX-YYYY.jpeg``; the part before the last number is taken as the
-patient. The archive's checksum is not published: the first download records
+``NORMAL2-IM-XXXX-YYYY.jpeg`` (some ``IM-XXXX-YYYY-ZZZZ.jpeg``); the study
+number ``[NORMAL2-]IM-XXXX`` is taken as the patient, whatever follows it. The archive's checksum is not published: the first download records
 its size and sha256 and warns; pin a known hash with ``sha256=``.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
-from .._download import RemoteFile, extract_archive, fetch, file_sha256, get_data_home
+from .._download import RemoteFile, checked_archive_members, extract_archive, fetch, file_sha256, get_data_home
 from ..exceptions import ChecksumError, DataError
 from ._records import Sample
 
@@ -38,6 +38,8 @@ _ARCHIVE_NAME = "kermany/ChestXRay2017.zip"
 _MIRROR_PATH = "kermany-pediatric-cxr/ChestXRay2017.zip"
 _MEMBER = re.compile(r"^(?:.*/)?chest_xray/(train|test)/(NORMAL|PNEUMONIA)/([^/]+\.jpe?g)$", re.IGNORECASE)
 _PNEUMONIA_NAME = re.compile(r"^(person\d+)_(bacteria|virus)_\d+", re.IGNORECASE)
+#: Normal images: ``[NORMAL2-]IM-<study>-<image>[-<image>...]``; the study number is the patient.
+_NORMAL_NAME = re.compile(r"^((?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _SOURCE = "kermany"
 
 
@@ -62,6 +64,8 @@ def parse_kermany_name(member: str) -> KermanyImage | None:
     KermanyImage(member='chest_xray/train/PNEUMONIA/person12_virus_44.jpeg', split='train', label='pneumonia', subtype='viral', patient='kermany:person12')
     >>> parse_kermany_name("chest_xray/test/NORMAL/NORMAL2-IM-0030-0001.jpeg").patient
     'kermany:NORMAL2-IM-0030'
+    >>> parse_kermany_name("chest_xray/train/NORMAL/IM-0439-0001-0001.jpeg").patient  # one study, one patient
+    'kermany:IM-0439'
     >>> parse_kermany_name("__MACOSX/chest_xray/._x.jpeg") is None
     True
     """
@@ -76,7 +80,8 @@ def parse_kermany_name(member: str) -> KermanyImage | None:
             return KermanyImage(member, split.lower(), "pneumonia", None, f"{_SOURCE}:{stem}")
         subtype = "bacterial" if name.group(2).lower() == "bacteria" else "viral"
         return KermanyImage(member, split.lower(), "pneumonia", subtype, f"{_SOURCE}:{name.group(1)}")
-    patient = stem.rsplit("-", 1)[0] if "-" in stem else stem
+    name = _NORMAL_NAME.match(stem)
+    patient = name.group(1) if name is not None else stem
     return KermanyImage(member, split.lower(), "normal", None, f"{_SOURCE}:{patient}")
 
 
@@ -123,10 +128,17 @@ def kermany_archive(
 def _user_archive(path: Path, sha256: str | None) -> Path:
     if path.is_dir():
         return path.parent if path.name == "chest_xray" else path
-    if not zipfile.is_zipfile(path):
+    if not path.is_file():
         message = (
             f"Expected the Kermany archive ChestXRay2017.zip or its extracted folder. "
-            f"Received: path={str(path)!r}, which is neither a zip file nor a folder"
+            f"Received: path={str(path)!r}, which does not exist"
+        )
+        raise DataError(message)
+    if not zipfile.is_zipfile(path):
+        message = (
+            f"Expected the Kermany archive ChestXRay2017.zip (a complete zip file) or its extracted folder. "
+            f"Received: path={str(path)!r} ({path.stat().st_size} bytes), which is not a readable zip archive: "
+            "a truncated download, or a file of another format"
         )
         raise DataError(message)
     if sha256 is not None:
@@ -155,8 +167,9 @@ def kermany_index(archive: str | os.PathLike[str]) -> list[KermanyImage]:
     if archive.is_dir():
         members = [path.relative_to(archive).as_posix() for path in archive.rglob("*") if path.is_file()]
     else:
-        with zipfile.ZipFile(archive) as zipped:
-            members = zipped.namelist()
+        # Every member checked (a truncated or damaged archive is a DownloadError naming it,
+        # and a damaged cached download is dropped so that the next fetch gets a fresh copy).
+        members = [name for name, kind in checked_archive_members(archive, archive.parent).items() if kind == "file"]
     images = sorted((image for image in map(parse_kermany_name, members) if image), key=lambda i: i.member)
     if not images:
         message = (

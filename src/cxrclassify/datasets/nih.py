@@ -37,7 +37,7 @@ from .._download import (
     fetch,
     get_data_home,
 )
-from ..exceptions import DataError
+from ..exceptions import DataError, DataWarning, UnverifiedDownloadWarning
 from ._records import Sample
 
 __all__ = [
@@ -434,15 +434,15 @@ def _fetch_from_mirror(
             unpinned += 1
         with warnings.catch_warnings():
             # Said once below (or once by the caller), not for every image.
-            warnings.filterwarnings("ignore", message="verify=False", category=UserWarning)
-            warnings.filterwarnings("ignore", message=".*no checksum is recorded", category=UserWarning)
+            warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
+            warnings.filterwarnings("ignore", message=".*no checksum is recorded", category=UnverifiedDownloadWarning)
             paths[name] = fetch(remote, progress=False, **options)
     if unpinned:
         warnings.warn(
             f"{unpinned} NIH ChestX-ray14 image(s) were taken from {options['mirror']!r} without checking a "
             "checksum: NIH publishes none. Their sha256 is recorded in the cache (later uses are checked "
             "against it); pin them with known_hashes={'nih-chestxray14/images/<Image Index>': sha256}.",
-            UserWarning,
+            UnverifiedDownloadWarning,
             stacklevel=3,
         )
     return paths
@@ -475,7 +475,7 @@ def _fetch_from_archives(
             "of the full release, so the archive holding each image cannot be derived from its row: the archives are "
             "downloaded one after the other until every selected image is found (a mirror of single images, "
             "mirror=..., fetches only the images selected).",
-            UserWarning,
+            DataWarning,
             stacklevel=3,
         )
         plan = {}

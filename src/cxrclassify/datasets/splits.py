@@ -18,12 +18,14 @@ import numpy as np
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
-from ..exceptions import DataError
+from ..exceptions import ArgumentError, DataError, SplitWarning
 
 __all__ = [
     "NEAR_DUPLICATE_SIMILARITY",
     "DuplicatePair",
+    "GroupJoin",
     "find_cross_split_duplicates",
+    "join_duplicate_groups",
     "stratified_group_split",
     "thumbnail_signature",
 ]
@@ -80,7 +82,7 @@ def stratified_group_split(
             "Expected validation_fraction + test_fraction < 1. "
             f"Received: validation_fraction={validation_fraction}, test_fraction={test_fraction}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     _check_enough_groups(labels, groups, validation_fraction, test_fraction)
 
     all_indices = np.arange(len(labels))
@@ -117,7 +119,7 @@ def _hold_out(
 def _check_fraction(name: str, value: float) -> None:
     if not 0 <= value <= 0.5:
         message = f"Expected {name} between 0 and 0.5. Received: {name}={value}"
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _check_enough_groups(
@@ -144,7 +146,7 @@ def _warn_if_classes_missing(split_name: str, split: np.ndarray, labels: np.ndar
         warnings.warn(
             f"The {split_name} split has no image of the class indices {missing}: the dataset is "
             "too small for stratified splits by patient; its metrics for those classes are undefined.",
-            UserWarning,
+            SplitWarning,
             stacklevel=3,
         )
 
@@ -238,3 +240,127 @@ def find_cross_split_duplicates(
                     round(float(similarity[row, column]), 4), digests[first][row] == digests[second][column],
                 ))
     return sorted(pairs, key=lambda pair: (-pair.similarity, pair.path_a, pair.path_b))
+
+
+@dataclass(frozen=True)
+class GroupJoin:
+    """Groups (patients) joined into one because they share identical or near-identical images.
+
+    Attributes
+    ----------
+    group : str
+        The joined group key every member image now carries: the member groups,
+        sorted, joined by ``"|"``.
+    members : tuple of str
+        The groups as the records named them (sorted).
+    evidence : tuple of tuple
+        The image pairs that linked them: ``(path_a, path_b, similarity)``, with
+        ``similarity`` the thumbnail correlation (1.0: the same picture).
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets.splits import GroupJoin
+    >>> GroupJoin("a|b", ("a", "b"), (("x.png", "y.png", 1.0),)).members
+    ('a', 'b')
+    """
+
+    group: str
+    members: tuple[str, ...]
+    evidence: tuple[tuple[str, str, float], ...]
+
+
+def join_duplicate_groups(
+    groups: list[str],
+    images: np.ndarray,
+    paths: list[str],
+    *,
+    min_similarity: float = NEAR_DUPLICATE_SIMILARITY,
+    block_size: int = 1024,
+) -> tuple[list[str], list[GroupJoin]]:
+    """Join the groups of identical or near-identical images, so that one person is one patient.
+
+    Sources file some people under two patient ids (ieee8023's patients 97 and 178
+    share four identical pictures); a split by patient id would then put one
+    person in train and test. Every pair of images of different groups whose
+    thumbnail correlation reaches ``min_similarity`` links their groups, and the
+    linked groups are joined (a union of groups: links chain).
+
+    Parameters
+    ----------
+    groups : list of str
+        The group (patient) of each image.
+    images : numpy.ndarray
+        ``(N, H, W, 3)`` ``uint8`` images, in the same order.
+    paths : list of str
+        The path of each image, for the evidence of each join.
+    min_similarity : float, default 0.97
+        Smallest thumbnail correlation counted as the same picture: the threshold
+        of the cross-split duplicate check, :data:`NEAR_DUPLICATE_SIMILARITY`.
+    block_size : int, default 1024
+        Rows of the similarity matrix computed at a time; memory grows with
+        ``block_size * N``, not ``N * N``.
+
+    Returns
+    -------
+    groups : list of str
+        The group of each image after the joins (unchanged where nothing was joined).
+    joins : list of GroupJoin
+        One record per joined group, sorted by key.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.datasets.splits import join_duplicate_groups
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    >>> images[2] = images[0]  # the same picture filed under a second patient
+    >>> groups, joins = join_duplicate_groups(["p97", "p5", "p178"], images, ["a.png", "b.png", "c.png"])
+    >>> groups
+    ['p178|p97', 'p5', 'p178|p97']
+    >>> joins[0].members, joins[0].evidence
+    (('p178', 'p97'), (('a.png', 'c.png', 1.0),))
+    """
+    if len(groups) != len(images) or len(paths) != len(images):
+        message = (
+            "Expected one group and one path per image. "
+            f"Received: {len(groups)} groups, {len(paths)} paths and {len(images)} images"
+        )
+        raise ArgumentError(message)
+    if len(images) < 2:
+        return list(groups), []
+    signatures = np.stack([thumbnail_signature(image) for image in images])
+    parent = {group: group for group in groups}
+
+    def root(group: str) -> str:
+        while parent[group] != group:
+            parent[group] = parent[parent[group]]
+            group = parent[group]
+        return group
+
+    evidence: list[tuple[str, str, str, float]] = []
+    group_array = np.asarray(groups, dtype=object)
+    for start in range(0, len(images), block_size):
+        block = signatures[start:start + block_size] @ signatures.T
+        rows, columns = np.nonzero(block >= min_similarity)
+        for row, column in zip(rows.tolist(), columns.tolist()):
+            first, second = start + row, column
+            if second <= first or group_array[first] == group_array[second]:
+                continue
+            evidence.append((groups[first], paths[first], paths[second], round(float(block[row, column]), 4)))
+            a, b = root(groups[first]), root(groups[second])
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    members: dict[str, set[str]] = defaultdict(set)
+    for group in parent:
+        members[root(group)].add(group)
+    joined = {"|".join(sorted(found)): tuple(sorted(found)) for found in members.values() if len(found) > 1}
+    joined_key = {group: key for key, found in joined.items() for group in found}
+    joins = []
+    for key in sorted(joined):
+        linked = tuple((a, b, similarity) for first_group, a, b, similarity in evidence
+                       if joined_key.get(first_group) == key)
+        joins.append(GroupJoin(key, joined[key], linked))
+    if joins:
+        logger.info("Joined %d groups into %d: they share identical or near-identical images",
+                    sum(len(join.members) for join in joins), len(joins))
+    return [joined_key.get(group, group) for group in groups], joins

@@ -37,7 +37,7 @@ from keras import ops
 
 from ..datasets import DatasetSplits, ImageSet
 from ..evaluation import _jsonable
-from ..exceptions import DataError
+from ..exceptions import ArgumentError, ArgumentTypeError, DataError
 from ..models import CxrClassifier
 from ..models.ood import pool_features, pooled_features
 from .cam import class_activation_maps
@@ -118,7 +118,7 @@ def map_shares(maps: np.ndarray, *, border: float = 0.15) -> dict[str, np.ndarra
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
         message = f"Expected (N, S, S) maps. Received: maps of shape {maps.shape}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     masks = region_masks(maps.shape[1], border)
     total = maps.sum(axis=(1, 2))
     shares = {}
@@ -393,7 +393,7 @@ def audit(
     _check_positive_int("batch_size", batch_size)
     if isinstance(n_worst, bool) or not isinstance(n_worst, (int, np.integer)) or n_worst < 0:
         message = f"Expected n_worst to be a non-negative integer. Received: n_worst={n_worst!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     audited, others = _audit_sets(data)
     for split in (audited, *others):
         _check_image_size(model, split)
@@ -676,7 +676,7 @@ def _check_image_set(data: object) -> ImageSet:
     if not isinstance(data, ImageSet):
         message = ("Expected data to be an ImageSet or what load_datasets returned. "
                    f"Received: data of type {type(data).__name__}")
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     return data
 
 
@@ -691,18 +691,18 @@ def _check_image_size(model: CxrClassifier, split: ImageSet) -> None:
 def _border_pixels(size: int, border: float) -> int:
     if isinstance(border, bool) or not isinstance(border, (int, float)) or not 0.0 <= border < 0.5:
         message = f"Expected border to be a fraction in [0, 0.5). Received: border={border!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     pixels = round(border * size)
     if 2 * pixels >= size:
         message = f"The border leaves no central box in a {size}-pixel image. Received: border={border}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return pixels
 
 
 def _check_positive_int(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:

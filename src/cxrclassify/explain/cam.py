@@ -20,6 +20,7 @@ import csv
 import logging
 import os
 import re
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,18 @@ import tensorflow as tf
 from PIL import Image
 
 from ..datasets._images import ImageInput, resize, to_rgb_uint8
-from ..inference import PredictInput, Predictions, _expand_inputs
+from ..exceptions import ArgumentError, DataWarning, ModelError
+from ..inference import (
+    PredictInput,
+    Predictions,
+    SkippedInput,
+    _check_on_error,
+    _decoded_chunks,
+    _expand_inputs,
+    _forward,
+    _predictions,
+    _skipped_summary,
+)
 from ..models import CxrClassifier
 from ..plots import _get_colormap, plot_cam_grid
 
@@ -91,8 +103,9 @@ def grad_cam(
         A classifier from :func:`~cxrclassify.models.build_model`.
     images : path, folder, PIL image, numpy array, ImageSet or list of these
         What :func:`~cxrclassify.inference.predict` takes: one image (a file path, a PIL
-        image, an ``(H, W)`` or ``(H, W, C)`` array), an ``(N, H, W, C)`` or
-        ``(N, H, W)`` batch array, or a folder, an
+        image, an ``(H, W)`` or ``(H, W, C)`` array, ``C`` in 1, 3, 4), an
+        ``(N, H, W, C)`` batch array (grayscale as ``(N, H, W, 1)``; see
+        :func:`~cxrclassify.inference.predict` for the array rules), or a folder, an
         :class:`~cxrclassify.datasets.ImageSet` or a list.
     class_index : int or sequence of int, optional
         Class explained: one int for every image, or one per image; the
@@ -139,17 +152,17 @@ def grad_cam(
     True
     >>> 0.0 <= float(heatmap.min()) and float(heatmap.max()) <= 1.0
     True
-    >>> cxrclassify.grad_cam(model, np.zeros((3, 50, 40), np.uint8), class_index=[0, 1, 2]).shape
+    >>> cxrclassify.grad_cam(model, np.zeros((3, 50, 40, 1), np.uint8), class_index=[0, 1, 2]).shape
     (3, 50, 40)
     """
     method = _check_method(method)
     _check_positive(batch_size, "batch_size")
     _cam_model(model, layer or model.spec.last_conv_layer)  # a bad layer fails before any decoding
-    _, items = _expand_inputs(images)
+    names, items = _expand_inputs(images)
     chosen = _check_class_indices(model, class_index, len(items), "class_index")
     heatmaps = [
         heatmap
-        for batch in _decoded_batches(model, items, batch_size)
+        for batch in _decoded_batches(model, items, batch_size, names)
         for heatmap in _batch_heatmaps(model, batch, chosen, method, layer, max_channels)
     ]
     if _is_single_image(images):
@@ -173,20 +186,25 @@ def _is_single_image(images: object) -> bool:
 class _Batch:
     """Images decoded at their own size, their indices in the input, and the batch at the model's size."""
 
-    def __init__(self, start: int, originals: list[np.ndarray], inputs: np.ndarray):
-        self.start = start
+    def __init__(self, indices: list[int], originals: list[np.ndarray], inputs: np.ndarray):
+        self.indices = np.asarray(indices, dtype=np.int64)
         self.originals = originals
         self.inputs = inputs
 
-    @property
-    def indices(self) -> slice:
-        return slice(self.start, self.start + len(self.originals))
 
-
-def _decoded_batches(model: CxrClassifier, items: list[object], batch_size: int):
-    for start in range(0, len(items), batch_size):
-        originals = [to_rgb_uint8(item) for item in items[start:start + batch_size]]
-        yield _Batch(start, originals, np.stack([resize(rgb, model.image_size) for rgb in originals]))
+def _decoded_batches(
+    model: CxrClassifier,
+    items: list[object],
+    batch_size: int,
+    names: list[str] | None = None,
+    on_error: str = "raise",
+    skipped: list[SkippedInput] | None = None,
+):
+    """Batches of decoded inputs; with ``on_error="skip"`` the undecodable ones go to ``skipped`` instead."""
+    names = names if names is not None else [f"<input {index}>" for index in range(len(items))]
+    skipped = skipped if skipped is not None else []
+    for indices, originals in _decoded_chunks(items, names, batch_size, on_error, skipped):
+        yield _Batch(indices, originals, np.stack([resize(rgb, model.image_size) for rgb in originals]))
 
 
 def _batch_heatmaps(
@@ -211,17 +229,27 @@ def explain_images(
     grid_size: int = 16,
     batch_size: int = 16,
     max_channels: int = 256,
+    on_error: str = "raise",
 ) -> list[Path]:
     """Classify and explain images; write overlays, raw maps, a grid figure and a CSV of predictions.
 
-    For image ``i`` (in input order) it writes ``NNNN_<name>_overlay.png`` (the
-    map over the X-ray, see :func:`overlay_heatmap`) and ``NNNN_<name>_map.npy``
-    (the ``(H, W)`` float32 map at the image's size); then ``predictions.csv``
-    (``input``, ``label``, one probability column per class, ``explained`` (the
-    class the map is for), ``overlay``, ``map``) and, with ``grid``,
+    For image ``i`` (its position in the input order) it writes
+    ``NNNN_<name>_overlay.png`` (the map over the X-ray, see
+    :func:`overlay_heatmap`) and ``NNNN_<name>_map.npy`` (the ``(H, W)`` float32
+    map at the image's size); then ``predictions.csv`` and, with ``grid``,
     ``cam_grid.png``: the first ``grid_size`` images, titled with the predicted
     class and its probability, beside their overlays, titled with the method and
     the class explained (see :func:`~cxrclassify.plots.plot_cam_grid`).
+
+    ``predictions.csv`` has one row per input, in input order: ``input``,
+    ``label``, one probability column per class, ``ood_score``,
+    ``out_of_distribution`` (what :func:`~cxrclassify.inference.predict` returns
+    for the same model and images, from the same pass of the base), ``explained``
+    (the class the map is for), ``overlay``, ``map`` (the file names) and
+    ``error``: empty for an explained image; for an image skipped with
+    ``on_error="skip"``, the reason it could not be decoded, every other cell
+    but ``input`` empty (and no overlay or map is written for it, so ``NNNN``
+    has a gap).
 
     Parameters
     ----------
@@ -232,18 +260,39 @@ def explain_images(
     out : path
         Output folder, created if needed.
     method, class_index, layer, batch_size, max_channels
-        As for :func:`grad_cam`.
+        As for :func:`grad_cam` (one class index per input, skipped inputs included).
     alpha, colormap
         As for :func:`overlay_heatmap`.
     grid : bool, default True
-        Also write ``cam_grid.png``.
+        Also write ``cam_grid.png`` (unless no image was explained).
     grid_size : int, default 16
         Most images shown in the grid.
+    on_error : {"raise", "skip"}, default "raise"
+        As for :func:`~cxrclassify.inference.predict`: ``"skip"`` leaves out the
+        images that cannot be decoded (logged, in ``predictions.csv`` with their
+        ``error``, counted in one :class:`~cxrclassify.exceptions.DataWarning`)
+        and explains the others.
 
     Returns
     -------
     list of pathlib.Path
         The files written: overlays and maps image by image, then the CSV, then the grid.
+
+    Raises
+    ------
+    cxrclassify.exceptions.ArgumentError
+        If ``method``, ``alpha``, ``colormap``, ``batch_size``, ``layer``,
+        ``class_index`` or ``on_error`` is not valid, or an array's shape is
+        neither one image nor a batch (see :func:`~cxrclassify.inference.predict`).
+    cxrclassify.exceptions.DataError
+        If there is no image, or a folder holds none.
+    cxrclassify.exceptions.ImageDecodeError
+        With ``on_error="raise"``, if an image cannot be decoded (the message names it).
+
+    Warns
+    -----
+    cxrclassify.exceptions.DataWarning
+        With ``on_error="skip"``, once, when images were skipped.
 
     Examples
     --------
@@ -251,34 +300,66 @@ def explain_images(
     >>> import cxrclassify
     >>> from cxrclassify.explain import explain_images
     >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32, class_names=["a", "b", "c"])
-    >>> paths = explain_images(model, np.zeros((2, 40, 40), np.uint8), tempfile.mkdtemp())
+    >>> paths = explain_images(model, np.zeros((2, 40, 40, 1), np.uint8), tempfile.mkdtemp())
     >>> sorted(path.name for path in paths)[-4:]
     ['0001_array_1_map.npy', '0001_array_1_overlay.png', 'cam_grid.png', 'predictions.csv']
     """
+    written, predictions = _explain_images(
+        model, images, out, method=method, class_index=class_index, layer=layer, alpha=alpha,
+        colormap=colormap, grid=grid, grid_size=grid_size, batch_size=batch_size, max_channels=max_channels,
+        on_error=on_error,
+    )
+    if predictions.skipped:
+        total = len(predictions) + len(predictions.skipped)
+        warnings.warn(_skipped_summary(predictions.skipped, total), DataWarning, stacklevel=2)
+    return written
+
+
+def _explain_images(
+    model: CxrClassifier,
+    images: PredictInput,
+    out: str | os.PathLike[str],
+    *,
+    method: str,
+    class_index: int | Sequence[int] | None,
+    layer: str | None,
+    alpha: float,
+    colormap: str,
+    grid: bool,
+    grid_size: int,
+    batch_size: int,
+    max_channels: int,
+    on_error: str,
+) -> tuple[list[Path], Predictions]:
+    """:func:`explain_images` without its warning: the files written and the predictions (with ``skipped``)."""
     method = _check_method(method)
     _get_colormap(colormap)
     if not 0.0 <= alpha <= 1.0:
         message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     _check_positive(batch_size, "batch_size")
+    on_error = _check_on_error(on_error)
     _cam_model(model, layer or model.spec.last_conv_layer)
     names, items = _expand_inputs(images)
     chosen = _check_class_indices(model, class_index, len(items), "class_index")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    class_names = list(model.class_names or [f"class_{index}" for index in range(model.num_classes)])
-    probabilities = np.zeros((len(items), model.num_classes), dtype=np.float32)
-    explained = np.zeros(len(items), dtype=np.int64)
+    skipped: list[SkippedInput] = []
+    kept: list[int] = []
+    probabilities: list[np.ndarray] = []
+    ood_scores: list[np.ndarray] = []
+    explained: list[int] = []  # the class explained, per explained image
+    by_input = np.zeros(len(items), dtype=np.int64)  # the same, by input index
     written: list[Path] = []
     files: list[tuple[str, str]] = []
     shown: list[tuple[np.ndarray, np.ndarray]] = []
-    for batch in _decoded_batches(model, items, batch_size):
-        probabilities[batch.indices] = model.predict(batch.inputs.astype(np.float32), batch_size=len(batch.inputs),
-                                                     verbose=0)
-        explained[batch.indices] = probabilities[batch.indices].argmax(axis=1) if chosen is None else chosen[batch.indices]
-        heatmaps = _batch_heatmaps(model, batch, explained, method, layer, max_channels)
-        for offset, (rgb, heatmap) in enumerate(zip(batch.originals, heatmaps)):
-            index = batch.start + offset
+    for batch in _decoded_batches(model, items, batch_size, names, on_error, skipped):
+        # The same pass of the base as predict: probabilities and OOD scores equal to predict's.
+        batch_probabilities, batch_scores = _forward(model, batch.inputs.astype(np.float32))
+        batch_explained = batch_probabilities.argmax(axis=1) if chosen is None else chosen[batch.indices]
+        by_input[batch.indices] = batch_explained
+        heatmaps = _batch_heatmaps(model, batch, by_input, method, layer, max_channels)
+        for index, rgb, heatmap in zip(batch.indices.tolist(), batch.originals, heatmaps):
             stem = f"{index:04d}_{_file_stem(names[index])}"
             overlay = save_gradcam_overlay(rgb, heatmap, out / f"{stem}_overlay.png", alpha=alpha, colormap=colormap)
             raw = out / f"{stem}_map.npy"
@@ -287,18 +368,26 @@ def explain_images(
             files.append((overlay.name, raw.name))
             if len(shown) < grid_size:
                 shown.append((rgb, heatmap))
-    predicted = probabilities.argmax(axis=1)
-    predictions = Predictions(probabilities, predicted, [class_names[i] for i in predicted], class_names, names)
+        kept += batch.indices.tolist()
+        probabilities.append(batch_probabilities)
+        ood_scores.append(batch_scores)
+        explained += [int(value) for value in batch_explained]
+    predictions = _predictions(model, [names[index] for index in kept], probabilities, ood_scores, skipped)
     written.append(_write_predictions_csv(out / "predictions.csv", predictions, explained, files))
     if grid and shown:
+        class_names = predictions.class_names
         titles = [_grid_title(predictions, index) for index in range(len(shown))]
-        explained_titles = [f"{_METHOD_TITLES[method]}: {class_names[int(explained[index])]}"
+        explained_titles = [f"{_METHOD_TITLES[method]}: {class_names[explained[index]]}"
                             for index in range(len(shown))]
         plot_cam_grid([rgb for rgb, _ in shown], [heatmap for _, heatmap in shown], out / "cam_grid.png",
                       titles=titles, alpha=alpha, colormap=colormap, overlay_title=explained_titles)
         written.append(out / "cam_grid.png")
-    logger.info("Explained %d images with %s; wrote %s", len(items), method, out)
-    return written
+    if skipped:
+        logger.info("Explained %d images with %s, skipped %d that could not be decoded; wrote %s",
+                    len(predictions), method, len(skipped), out)
+    else:
+        logger.info("Explained %d images with %s; wrote %s", len(predictions), method, out)
+    return written, predictions
 
 
 def _file_stem(name: str) -> str:
@@ -317,16 +406,19 @@ def _grid_title(predictions: Predictions, index: int, width: int = 30) -> str:
 
 
 def _write_predictions_csv(
-    path: Path, predictions: Predictions, explained: np.ndarray, files: list[tuple[str, str]]
+    path: Path, predictions: Predictions, explained: list[int], files: list[tuple[str, str]]
 ) -> Path:
-    rows = predictions.to_rows()
+    """One row per input in input order: the explained images' predictions and files, the skipped ones' error."""
     fields = ["input", "label", *predictions.class_names, "ood_score", "out_of_distribution", "explained", "overlay",
-              "map"]
+              "map", "error"]
+    extras = iter([{"explained": predictions.class_names[int(index)], "overlay": overlay, "map": raw}
+                   for index, (overlay, raw) in zip(explained, files)])
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for row, index, (overlay, raw) in zip(rows, explained, files):
-            writer.writerow({**row, "explained": predictions.class_names[int(index)], "overlay": overlay, "map": raw})
+        for row in predictions.to_rows():
+            extra = {} if row["error"] is not None else next(extras)
+            writer.writerow({**row, **extra})
     return path
 
 
@@ -417,7 +509,7 @@ def _gradient_cam(
     gradients = tape.gradient(scores, conv_maps)
     if gradients is None:  # pragma: no cover - guarded by construction, kept as a clear failure.
         message = f"Found no gradient from the logits to the chosen layer of {model.arch!r}."
-        raise RuntimeError(message)
+        raise ModelError(message)
     activations = conv_maps.numpy().astype(np.float64)
     gradients = gradients.numpy().astype(np.float64)
     if plus:
@@ -504,14 +596,14 @@ def _check_method(method: str) -> str:
         name = "gradcam++"
     if name not in CAM_METHODS:
         message = f"Unknown class activation map method. Expected one of {list(CAM_METHODS)}. Received: method={method!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return name
 
 
 def _check_positive(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return int(value)
 
 
@@ -523,7 +615,7 @@ def _check_batch(model: CxrClassifier, batch: np.ndarray) -> np.ndarray:
             f"Expected a batch of shape (N, {size}, {size}, 3), RGB at the model's input size. "
             f"Received: batch of shape {batch.shape}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     return batch.astype(np.float32)
 
 
@@ -538,11 +630,11 @@ def _check_class_indices(
         values = np.full(count, values)
     if values.ndim != 1 or len(values) != count or not np.issubdtype(values.dtype, np.integer):
         message = f"Expected an int or one integer class index per image ({count}). Received: {name}={class_indices!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     values = values.astype(np.int64)
     if values.size and (values.min() < 0 or values.max() >= model.num_classes):
         message = f"Expected {name} between 0 and {model.num_classes - 1}. Received: {name}={class_indices!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return values.astype(np.int32)
 
 
@@ -561,7 +653,7 @@ def _cam_model(model: CxrClassifier, layer: str) -> keras.Model:
                 f"Layer {layer!r} {where} the {model.arch!r} base. Expected one of its 4-D layers, "
                 f"for instance {candidates[-3:]}. Received: layer={layer!r}"
             )
-            raise ValueError(message)
+            raise ArgumentError(message)
         per_model[layer] = keras.Model(model.base.inputs, [target.output, model.base.output])
     return per_model[layer]
 
@@ -617,7 +709,7 @@ def overlay_heatmap(
     """
     if not 0.0 <= alpha <= 1.0:
         message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     rgb = to_rgb_uint8(image)
     heatmap = np.asarray(heatmap, dtype=np.float32)
     if heatmap.shape != rgb.shape[:2]:

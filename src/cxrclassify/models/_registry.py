@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import keras
+from ..exceptions import ArgumentError
 
 __all__ = ["ArchSpec", "PREPROCESSING_MODES", "register_model", "get_spec", "list_models"]
 
@@ -65,7 +66,7 @@ class ArchSpec:
                 f"Expected preprocessing to be one of {PREPROCESSING_MODES}. "
                 f"Received: preprocessing={self.preprocessing!r} for architecture {self.name!r}"
             )
-            raise ValueError(message)
+            raise ArgumentError(message)
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
@@ -101,7 +102,7 @@ def register_model(spec: ArchSpec, *, overwrite: bool = False) -> ArchSpec:
     name = spec.name.lower()
     if name in _REGISTRY and not overwrite:
         message = f"An architecture named {name!r} is already registered; pass overwrite=True to replace it."
-        raise ValueError(message)
+        raise ArgumentError(message)
     _REGISTRY[name] = spec
     return spec
 
@@ -118,7 +119,7 @@ def get_spec(arch: str) -> ArchSpec:
     spec = _REGISTRY.get(str(arch).lower())
     if spec is None:
         message = f"Unknown architecture. Expected one of {list_models()}. Received: arch={arch!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return spec
 
 

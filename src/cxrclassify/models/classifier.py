@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import random
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +14,8 @@ import keras
 from keras import ops
 
 from .._version import __version__
-from ..exceptions import ModelError, WeightsUnavailableError
+from ..augment import derive_seed
+from ..exceptions import ArgumentError, ArgumentTypeError, MissingFileError, ModelError, WeightsUnavailableError
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
 from .layers import Preprocessing
@@ -66,6 +69,14 @@ class CxrClassifier(keras.Model):
         Free-form, JSON-serialisable facts kept with the model (weights used, ...).
     temperature : float, default 1.0
         Logits are divided by it before the softmax (temperature scaling; 1.0 changes nothing).
+    seed : int, optional
+        Makes the initial weights a function of it: the head's initialisers
+        and dropout are seeded from ``derive_seed(seed, "head")``, and the base
+        is constructed with Python's ``random`` (where Keras draws the seeds of
+        unseeded initialisers) seeded from ``derive_seed(seed, "base")``, then
+        restored. ``None`` (the class's default; :func:`build_model`'s is 0):
+        Keras's own unseeded draws. Kept in the config, so a reloaded model
+        says how it was built.
     """
 
     def __init__(
@@ -83,10 +94,12 @@ class CxrClassifier(keras.Model):
         base_trainable: bool | int = False,
         metadata: dict[str, Any] | None = None,
         temperature: float = 1.0,
+        seed: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         spec = get_spec(arch)
+        self.seed = _check_seed(seed)
         self.arch = spec.name
         self.num_classes = _check_num_classes(num_classes)
         self.class_names = None if class_names is None else _check_class_names(class_names, num_classes)
@@ -99,11 +112,13 @@ class CxrClassifier(keras.Model):
         self.metadata = dict(metadata or {})
         self._temperature = _check_temperature(temperature)
         self.preprocess = Preprocessing(self.preprocessing, name="preprocessing")
-        self.base = _construct_base(spec, base_weights, self.image_size)
+        with _python_random_seeded(None if self.seed is None else derive_seed(self.seed, "base")):
+            self.base = _construct_base(spec, base_weights, self.image_size)
         self.trainable_blocks: bool | int = False
         self.set_trainable_blocks(base_trainable)
         feature_shape = tuple(self.base.output.shape[1:])
-        self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout)
+        self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout,
+                               seed=None if self.seed is None else derive_seed(self.seed, "head"))
         self.ood = MahalanobisOOD(self.num_classes, int(feature_shape[-1]), name="ood")
         self.build((None, self.image_size, self.image_size, 3))
 
@@ -197,6 +212,7 @@ class CxrClassifier(keras.Model):
             "base_trainable": self.trainable_blocks,
             "metadata": self.metadata,
             "temperature": self.temperature,
+            "seed": self.seed,
         }
 
     @classmethod
@@ -218,6 +234,7 @@ def build_model(
     freeze_base: bool = True,
     trainable_blocks: int | None = None,
     weights_mirror: str | os.PathLike[str] | None = None,
+    seed: int | None = 0,
 ) -> CxrClassifier:
     """Build a transfer-learning classifier: a frozen ImageNet base and a fully connected head.
 
@@ -259,6 +276,15 @@ def build_model(
         variable. With a mirror, ``weights="imagenet"`` is fetched into the
         library's cache and verified against the hash Keras records for the file
         (see :func:`~cxrclassify.models.list_pretrained`).
+    seed : int or None, default 0
+        Seed of the initial weights: the head's (its dense layers' initialisers
+        and its dropout) and, with ``weights=None``, the base's. The same seed
+        builds the same weights in any process; different seeds, different
+        heads (build an ensemble with ``seed=0, 1, ...``). ``None``: Keras's
+        unseeded draws, different at each call unless
+        ``keras.utils.set_random_seed`` was called first. Recorded in
+        ``get_config()``. :func:`~cxrclassify.train`'s own ``seed`` seeds what
+        is drawn while training; a run repeats when both are the same.
 
     Returns
     -------
@@ -269,7 +295,9 @@ def build_model(
     ------
     ValueError
         If ``arch`` is unknown (the message lists the valid names), or
-        ``num_classes``, ``image_size`` or ``head`` is invalid.
+        ``num_classes``, ``image_size``, ``head`` or ``seed`` is invalid.
+    TypeError
+        If ``seed`` is neither an int nor ``None``.
     FileNotFoundError
         If ``weights`` names a file that does not exist.
     cxrclassify.exceptions.ModelError
@@ -286,6 +314,15 @@ def build_model(
     ('vgg16', 64, False)
     >>> model(np.zeros((2, 64, 64, 3))).shape
     TensorShape([2, 3])
+
+    The same seed (0 by default) builds the same weights; another seed, another head:
+
+    >>> same = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=64)
+    >>> other = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=64, seed=1)
+    >>> all(np.array_equal(a, b) for a, b in zip(model.get_weights(), same.get_weights()))
+    True
+    >>> np.array_equal(model.head.get_weights()[0], other.head.get_weights()[0])
+    False
     """
     weights_description = "random initialisation" if weights is None else os.fspath(weights)
     mirror = weights_mirror if weights_mirror is not None else (os.environ.get(WEIGHTS_MIRROR_ENV) or None)
@@ -311,6 +348,7 @@ def build_model(
         base_weights=weights,
         base_trainable=trainable_blocks if trainable_blocks is not None else not freeze_base,
         metadata={"base_weights": weights_description, "cxrclassify_version": __version__},
+        seed=seed,
     )
 
 
@@ -334,7 +372,7 @@ def _set_trainable_blocks(base: keras.Model, spec: ArchSpec, blocks: bool | int)
         return bool(blocks)
     if not isinstance(blocks, int) or blocks < 0:
         message = f"Expected a bool or a non-negative number of blocks. Received: blocks={blocks!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     layer_blocks = _layer_blocks(base, spec)
     ordered = [block for block in dict.fromkeys(layer_blocks.values()) if block is not None]
     if not ordered:
@@ -342,10 +380,10 @@ def _set_trainable_blocks(base: keras.Model, spec: ArchSpec, blocks: bool | int)
             f"Architecture {spec.name!r} names no blocks (its ArchSpec has no block_pattern): it can be frozen "
             f"or trained whole. Received: blocks={blocks}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     if blocks > len(ordered):
         message = f"{spec.name!r} has {len(ordered)} blocks. Received: blocks={blocks}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     top = set(ordered[len(ordered) - blocks:])
     base.trainable = True
     for layer in base.layers:
@@ -360,17 +398,50 @@ def _freeze_batch_norm(base: keras.Model) -> None:
             layer.trainable = False
 
 
+def _check_seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        message = f"Expected seed to be an int or None. Received: seed={seed!r} of type {type(seed).__name__}"
+        raise ArgumentTypeError(message)
+    if seed < 0:
+        message = f"Expected seed to be a non-negative int. Received: seed={seed}"
+        raise ArgumentError(message)
+    return int(seed)
+
+
+@contextlib.contextmanager
+def _python_random_seeded(seed: int | None):
+    """Run the block with Python's ``random`` seeded from ``seed`` (nothing when ``None``), then restore it.
+
+    An initialiser given no seed takes one from Python's ``random`` when it is
+    made (``keras.random.make_default_seed``), and so does a dropout layer's
+    seed generator: seeding it makes every weight a network constructed in the
+    block starts from a function of ``seed``, whatever the network's layers,
+    without touching the caller's random state.
+    """
+    if seed is None:
+        yield
+        return
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def _check_temperature(temperature: float) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         message = f"Expected a positive temperature. Received: temperature={temperature!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return float(temperature)
 
 
 def _check_num_classes(num_classes: int) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         message = f"Expected num_classes to be an integer of at least 2. Received: num_classes={num_classes!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return num_classes
 
 
@@ -380,7 +451,7 @@ def _check_class_names(class_names: Sequence[str], num_classes: int) -> list[str
         message = (
             f"Expected {num_classes} distinct class names, one per output. Received: class_names={names}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     return names
 
 
@@ -390,7 +461,7 @@ def _check_image_size(spec: ArchSpec, image_size: int) -> None:
             f"Architecture {spec.name!r} needs inputs of at least {spec.min_input_size} x "
             f"{spec.min_input_size} pixels. Received: image_size={image_size}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
 
 
 def _construct_base(spec: ArchSpec, weights: str | os.PathLike[str] | None, image_size: int) -> keras.Model:
@@ -413,7 +484,7 @@ def _construct_base(spec: ArchSpec, weights: str | os.PathLike[str] | None, imag
             f"Expected weights to be 'imagenet', None or the path of a weights file. "
             f"Received: weights={os.fspath(weights)!r}, which is not a file"
         )
-        raise FileNotFoundError(message)
+        raise MissingFileError(message)
     base = spec.constructor(include_top=False, weights=None, input_shape=input_shape)
     try:
         base.load_weights(str(path))

@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..exceptions import ModelError
+from ..exceptions import ArgumentError, ArgumentTypeError, MissingFileError, ModelError, OutputExistsError
 from .classifier import CxrClassifier
 
 __all__ = [
@@ -60,7 +62,16 @@ def load_model(path: str | os.PathLike[str]) -> CxrClassifier:
     """Load a classifier saved with ``model.save("name.keras")``, without unsafe deserialisation.
 
     The reloaded model has the same architecture, class names, input size,
-    preprocessing and metadata, and predicts identically.
+    preprocessing and metadata, and predicts identically. Keras loads it with
+    ``safe_mode=True``: a file asking to run arbitrary code (a ``lambda``
+    pickled into a layer) is refused.
+
+    A ``.keras`` file is a zip archive holding ``config.json`` (the
+    architecture), ``metadata.json`` and the weights. The file is checked
+    before Keras reads it, so that each way it can be wrong gets its own
+    message: missing, a folder, empty, truncated (an interrupted download or
+    copy: the zip's table of contents, at its end, is missing), another kind
+    of file, a zip that is not a Keras model, damaged content.
 
     Parameters
     ----------
@@ -75,10 +86,14 @@ def load_model(path: str | os.PathLike[str]) -> CxrClassifier:
 
     Raises
     ------
-    FileNotFoundError
-        If ``path`` does not exist.
+    cxrclassify.exceptions.MissingFileError
+        If ``path`` does not exist (the message says "not found"); a ``FileNotFoundError``.
     cxrclassify.exceptions.ModelError
-        If the file is not a saved cxrclassify classifier.
+        If ``path`` is a folder, or a file that is not a complete, valid
+        ``.keras`` archive (empty, truncated, not a zip, a zip without
+        ``config.json``, damaged), or a model Keras refuses to load (with
+        ``safe_mode``) or that is not a saved cxrclassify classifier. The
+        message names the file and gives the underlying error.
 
     Examples
     --------
@@ -89,16 +104,21 @@ def load_model(path: str | os.PathLike[str]) -> CxrClassifier:
     >>> model.save(path)
     >>> cxrclassify.load_model(path).class_names
     ['a', 'b', 'c']
+
+    A file cut short, as by an interrupted download, is told apart from a missing one:
+
+    >>> _ = path.write_bytes(path.read_bytes()[:1000])
+    >>> cxrclassify.load_model(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cxrclassify.exceptions.ModelError: Expected '...model.keras' to be a complete .keras model archive...
     """
     path = Path(path)
-    if not path.is_file():
-        message = f"Expected the path of a saved .keras model. Received: {str(path)!r}, which is not a file"
-        raise FileNotFoundError(message)
-    try:
-        model = keras.models.load_model(path, safe_mode=True)
-    except (ValueError, OSError, TypeError, KeyError) as error:
-        message = f"Could not load {str(path)!r} as a saved cxrclassify model: {error}"
-        raise ModelError(message) from error
+    if str(path).endswith((".h5", ".hdf5")) and path.is_file():
+        model = _keras_load(path)  # a legacy HDF5 model: Keras reads it, not being a zip
+    else:
+        _check_keras_file(path)
+        model = _keras_load(path)
     if not isinstance(model, CxrClassifier):
         message = (
             f"Expected {str(path)!r} to hold a CxrClassifier saved by cxrclassify. "
@@ -106,6 +126,113 @@ def load_model(path: str | os.PathLike[str]) -> CxrClassifier:
         )
         raise ModelError(message)
     return model
+
+
+#: The first bytes of an HDF5 file (a legacy ``.h5`` model, or a ``.weights.h5`` file).
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: What a damaged zip makes Keras (through zipfile, zlib and h5py) raise.
+_DAMAGED_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
+
+
+def _check_keras_file(path: Path) -> None:
+    """Refuse, with a message of its own, each way ``path`` can fail to be a complete ``.keras`` archive."""
+    expected = f"Expected {str(path)!r} to be a complete .keras model archive, as model.save(path) writes it"
+    if not path.exists():
+        message = (
+            f"Expected the path of a saved .keras model. Received: {str(path)!r}, which was not found "
+            "(no such file)"
+        )
+        raise MissingFileError(message)
+    if path.is_dir():
+        hint = ""
+        if (path / "saved_model.pb").is_file():
+            hint = (
+                ": a TensorFlow SavedModel, as export_savedmodel writes it, which load_model does not read "
+                "(use savedmodel_predict or tf.saved_model.load)"
+            )
+        message = f"{expected}. Received: {str(path)!r}, which is a folder{hint}"
+        raise ModelError(message)
+    if not path.is_file():
+        message = f"{expected}. Received: {str(path)!r}, which is not a regular file"
+        raise ModelError(message)
+    size = path.stat().st_size
+    if size == 0:
+        message = (
+            f"{expected}. Received: an empty file (0 bytes): it exists but holds nothing (an interrupted save, "
+            "download or copy?)"
+        )
+        raise ModelError(message)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        detail = f"zipfile: {type(error).__name__}: {error}"
+        if head.startswith(b"PK\x03\x04") and "not a zip file" in str(error):
+            found = (
+                f"a file that exists ({size} bytes) and starts like a .keras (zip) archive, but lacks the table "
+                f"of contents zip keeps at its end: it is truncated at byte {size} (an interrupted download or "
+                f"copy?); save or download it again ({detail})"
+            )
+        elif head.startswith(_HDF5_SIGNATURE):
+            found = (
+                f"an HDF5 file ({size} bytes): a legacy .h5 model, or a .weights.h5 file (load that one with "
+                "build_model(..., weights=path)), not a .keras archive"
+            )
+        elif head.startswith(b"PK"):
+            found = f"a file that exists ({size} bytes) but is a damaged zip archive ({detail})"
+        else:
+            found = (
+                f"a file that exists ({size} bytes) but is not a .keras (zip) archive, nor a Keras file at all: "
+                f"it starts with {head!r} ({detail})"
+            )
+        message = f"{expected}. Received: {found}"
+        raise ModelError(message) from error
+    if "config.json" not in names:
+        message = (
+            f"{expected}. Received: a zip archive that exists but is not a Keras model: it has no config.json "
+            f"(its members: {names[:5]}{' ...' if len(names) > 5 else ''})"
+        )
+        raise ModelError(message)
+    if not path.name.endswith(".keras"):
+        message = (
+            f"{expected}, named *.keras (Keras tells the format by the name). Received: {path.name!r}; rename "
+            "it to end with .keras"
+        )
+        raise ModelError(message)
+
+
+def _keras_load(path: Path) -> Any:
+    """``keras.models.load_model`` with ``safe_mode=True``, its failures as ModelError naming the file."""
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except _DAMAGED_ARCHIVE_ERRORS as error:
+        message = (
+            f"Expected {str(path)!r} to be a complete .keras model archive. Received: a file that exists but "
+            f"whose content is damaged, as by a truncated or corrupted download ({type(error).__name__}: {error})"
+        )
+        raise ModelError(message) from error
+    except OSError as error:
+        if "truncated" not in str(error).lower():
+            raise _not_loadable(path, error) from error
+        message = (
+            f"Expected {str(path)!r} to be a complete .keras model archive. Received: a file that exists but "
+            f"whose weights are cut short, as by a truncated download or copy ({type(error).__name__}: {error})"
+        )
+        raise ModelError(message) from error
+    except (ValueError, TypeError, KeyError) as error:
+        raise _not_loadable(path, error) from error
+
+
+def _not_loadable(path: Path, error: BaseException) -> ModelError:
+    """The ModelError for a ``.keras`` file Keras refuses (safe_mode, an unknown layer, a bad config)."""
+    detail = " ".join(f"{type(error).__name__}: {error}".split())
+    message = (
+        f"Expected {str(path)!r} to be a cxrclassify classifier that Keras can load with safe_mode=True. "
+        f"Received: a file Keras could not load ({detail})"
+    )
+    return ModelError(message)
 
 
 def export_savedmodel(model: CxrClassifier, path: str | os.PathLike[str]) -> Path:
@@ -139,7 +266,7 @@ def export_savedmodel(model: CxrClassifier, path: str | os.PathLike[str]) -> Pat
     ------
     TypeError
         If ``model`` is not a :class:`~cxrclassify.models.CxrClassifier`.
-    FileExistsError
+    cxrclassify.exceptions.OutputExistsError
         If ``path`` is a file or a folder that is not empty.
 
     See Also
@@ -220,12 +347,12 @@ def export_tflite(
     ------
     TypeError
         If ``model`` is neither a :class:`~cxrclassify.models.CxrClassifier` nor a path.
-    FileNotFoundError
+    cxrclassify.exceptions.MissingFileError
         If ``model`` is a path that is not a SavedModel folder.
     cxrclassify.exceptions.ModelError
         If the SavedModel has no ``serving_default`` signature.
-    IsADirectoryError
-        If ``path`` is a folder.
+    cxrclassify.exceptions.OutputExistsError
+        If ``path`` is a folder (a ``FileExistsError``).
 
     See Also
     --------
@@ -249,7 +376,7 @@ def export_tflite(
     path = Path(path)
     if path.is_dir():
         message = f"Expected the path of a .tflite file to write. Received: {str(path)!r}, which is a folder"
-        raise IsADirectoryError(message)
+        raise OutputExistsError(message)
     if isinstance(model, CxrClassifier):
         with tempfile.TemporaryDirectory(prefix="cxrclassify-export-") as folder:
             savedmodel = Path(folder) / "savedmodel"
@@ -266,7 +393,7 @@ def export_tflite(
             "Expected model to be a cxrclassify CxrClassifier (see cxrclassify.build_model) or the path of "
             f"a SavedModel folder written by export_savedmodel. Received: a {type(model).__name__}"
         )
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_bytes_atomically(path, content)
     logger.info(
@@ -296,7 +423,7 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises
     ------
-    FileNotFoundError
+    cxrclassify.exceptions.MissingFileError
         If ``path`` is not a SavedModel folder.
     cxrclassify.exceptions.ModelError
         If the SavedModel was not exported by cxrclassify, or its
@@ -369,7 +496,7 @@ def savedmodel_predict(
 
     Raises
     ------
-    FileNotFoundError
+    cxrclassify.exceptions.MissingFileError
         If ``path`` is not a SavedModel folder.
     cxrclassify.exceptions.ModelError
         If the SavedModel has no ``serving_default`` signature taking ``images``.
@@ -445,7 +572,7 @@ def tflite_predict(
 
     Raises
     ------
-    FileNotFoundError
+    cxrclassify.exceptions.MissingFileError
         If ``path`` is not a file.
     cxrclassify.exceptions.ModelError
         If the file is not a TensorFlow Lite model with a ``serving_default``
@@ -473,7 +600,7 @@ def tflite_predict(
     path = Path(path)
     if not path.is_file():
         message = f"Expected the path of a .tflite file. Received: {str(path)!r}, which is not a file"
-        raise FileNotFoundError(message)
+        raise MissingFileError(message)
     batch_size = _check_batch_size(batch_size)
     interpreter_class = _tflite_interpreter_class()
     try:
@@ -507,7 +634,7 @@ def _check_classifier(model: Any, function: str) -> None:
             f"{function} exports cxrclassify classifiers. Expected a CxrClassifier (see "
             f"cxrclassify.build_model or cxrclassify.load_model). Received: a {type(model).__name__}"
         )
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
 
 
 def _check_free_folder(path: Path) -> None:
@@ -516,7 +643,7 @@ def _check_free_folder(path: Path) -> None:
             "Expected a SavedModel folder to create: a path that does not exist or an empty folder. "
             f"Received: {str(path)!r}, which is {'a non-empty folder' if path.is_dir() else 'a file'}"
         )
-        raise FileExistsError(message)
+        raise OutputExistsError(message)
 
 
 def _check_savedmodel_folder(path: Path) -> None:
@@ -525,13 +652,13 @@ def _check_savedmodel_folder(path: Path) -> None:
             "Expected a SavedModel folder (holding saved_model.pb), as export_savedmodel writes. "
             f"Received: {str(path)!r}"
         )
-        raise FileNotFoundError(message)
+        raise MissingFileError(message)
 
 
 def _check_batch_size(batch_size: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         message = f"Expected batch_size to be a positive integer. Received: batch_size={batch_size!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return batch_size
 
 
@@ -634,5 +761,5 @@ def _as_image_batch(images: Any, expected: tuple[int | None, ...], source: str) 
             f"values in [0, 255] at the {expected[0]} x {expected[1]} size {source!r} was exported with "
             f"(resize them first). Received: images of shape {np.shape(images)}"
         )
-        raise ValueError(message)
+        raise ArgumentError(message)
     return batch, single

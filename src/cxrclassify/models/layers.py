@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from ._registry import PREPROCESSING_MODES
+from ..exceptions import ArgumentError
 
 __all__ = ["Preprocessing"]
 
@@ -38,7 +39,7 @@ class Preprocessing(keras.layers.Layer):
         super().__init__(**kwargs)
         if mode not in PREPROCESSING_MODES:
             message = f"Expected mode to be one of {PREPROCESSING_MODES}. Received: mode={mode!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         self.mode = mode
 
     def call(self, inputs):

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..exceptions import DataError
+from ..exceptions import ArgumentError, ArgumentTypeError, DataError, TrainingWarning
 
 __all__ = ["MahalanobisOOD", "fit_ood", "pool_features", "pooled_features"]
 
@@ -329,7 +329,7 @@ def fit_ood(
 
     Warns
     -----
-    UserWarning
+    TrainingWarning
         With fewer than two training images: the score is left unfitted (and
         the record says so), rather than failing at the end of a training run.
 
@@ -346,7 +346,7 @@ def fit_ood(
     train_set, validation_set = _ood_splits(data)
     if len(train_set) < 2:
         reason = f"too few training images to fit the OOD score ({len(train_set)}; at least 2 are needed)"
-        warnings.warn(f"The OOD score is left unfitted: {reason}.", stacklevel=2)
+        warnings.warn(f"The OOD score is left unfitted: {reason}.", TrainingWarning, stacklevel=2)
         model.metadata["ood"] = {"fitted": False, "reason": reason}
         return dict(model.metadata["ood"])
     if features is None:
@@ -384,7 +384,7 @@ def _ood_splits(data: Any) -> tuple[Any, Any]:
     else:
         message = ("Expected data to be what load_datasets returned, a (train, validation) pair of ImageSet or "
                    f"an ImageSet. Received: data of type {type(data).__name__}")
-        raise TypeError(message)
+        raise ArgumentTypeError(message)
     if validation_set is not None and len(validation_set) == 0:
         validation_set = None
     return train_set, validation_set
@@ -393,5 +393,5 @@ def _ood_splits(data: Any) -> tuple[Any, Any]:
 def _check_positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         message = f"Expected {name} to be a positive integer. Received: {name}={value!r}"
-        raise ValueError(message)
+        raise ArgumentError(message)
     return int(value)

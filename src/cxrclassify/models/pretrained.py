@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._download import RemoteFile, fetch, file_sha256
-from ..exceptions import ModelError
+from ..exceptions import ArgumentError, ArgumentTypeError, ModelError
 from ._registry import get_spec
 
 __all__ = [
@@ -110,13 +110,13 @@ class PretrainedCfg:
     def __post_init__(self) -> None:
         if self.kind not in ("base", "classifier"):
             message = f"Expected kind 'base' or 'classifier'. Received: kind={self.kind!r} for {self.name!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         if "." not in self.name:
             message = f"Expected a name of the form '<arch>.<tag>'. Received: name={self.name!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
         if not (self.sha256 or self.md5):
             message = f"A pretrained record needs a sha256 or md5 to be verifiable. Received: none for {self.name!r}"
-            raise ValueError(message)
+            raise ArgumentError(message)
 
     @property
     def arch(self) -> str:
@@ -146,7 +146,7 @@ def register_pretrained(cfg: PretrainedCfg, *, overwrite: bool = False) -> Pretr
     """
     if cfg.name in _PRETRAINED and not overwrite:
         message = f"A pretrained record named {cfg.name!r} exists; pass overwrite=True to replace it."
-        raise ValueError(message)
+        raise ArgumentError(message)
     _PRETRAINED[cfg.name] = cfg
     return cfg
 
@@ -177,7 +177,7 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
         return _PRETRAINED[name]
     except KeyError:
         message = f"Unknown pretrained checkpoint. Expected one of {list_pretrained()}. Received: name={name!r}"
-        raise ValueError(message) from None
+        raise ArgumentError(message) from None
 
 
 def fetch_pretrained(
@@ -265,7 +265,7 @@ def load_pretrained(
     if cfg.kind == "classifier":
         if build_options:
             message = f"{name!r} is a trained classifier: it takes no build options. Received: {sorted(build_options)}"
-            raise TypeError(message)
+            raise ArgumentTypeError(message)
         return load_model(path)
     options = {"preprocessing": cfg.preprocessing, **build_options}
     return build_model(cfg.arch, num_classes, weights=path, **options)
