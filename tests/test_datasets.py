@@ -85,7 +85,7 @@ def test_manifest_round_trip(tmp_path, class_folder):
     assert [row["split"] for row in rows].count("test") == len(data.test)
     paths = {str((tmp_path / row["path"]).resolve()) for row in rows}  # written relative to the manifest
     assert paths == {str(Path(record.path).resolve()) for _, s in data.items() for record in s.records}
-    assert set(rows[0]) == {"path", "label", "patient", "source", "split", "age", "sex", "view", "original_patient"}
+    assert set(rows[0]) == {"path", "label", "patient", "source", "site", "split", "age", "sex", "view", "original_patient"}
 
 
 def test_bundled_sample_keeps_source_and_patient():

@@ -429,6 +429,7 @@ def _sample_from_row(row: Mapping[str, str], base: Path) -> Sample:
         label=row["label"],
         group=row.get("patient") or None,
         source=row.get("source") or None,
+        site=row.get("site") or None,
         age=parse_age(row.get("age", "")),
         sex=row.get("sex") or None,
         view=row.get("view") or None,

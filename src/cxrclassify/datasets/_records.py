@@ -30,7 +30,7 @@ __all__ = [
     "read_manifest",
 ]
 
-MANIFEST_COLUMNS = ("path", "label", "patient", "source", "split", "age", "sex", "view", "original_patient")
+MANIFEST_COLUMNS = ("path", "label", "patient", "source", "site", "split", "age", "sex", "view", "original_patient")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,10 @@ class Sample:
         joined it with another because they share an identical or
         near-identical image (``group`` is then the joined key); ``None``
         otherwise.
+    site : str or None
+        Where within the source the image was made or published (a hospital, a
+        journal, ``"radiopaedia"``...), where known: finer than ``source``, for
+        metrics and leave-one-out by site.
 
     Examples
     --------
@@ -76,6 +80,7 @@ class Sample:
     sex: str | None = None
     view: str | None = None
     original_group: str | None = None
+    site: str | None = None
 
 
 def parse_age(value: object) -> float | None:
@@ -264,6 +269,11 @@ class ImageSet:
         return [record.source for record in self.records]
 
     @property
+    def sites(self) -> list[str | None]:
+        """The site of each image, in order (``None`` where the source names none)."""
+        return [record.site for record in self.records]
+
+    @property
     def groups(self) -> list[str | None]:
         """The group (patient) of each image, in order."""
         return [record.group for record in self.records]
@@ -329,7 +339,7 @@ class DatasetSplits:
         return [("train", self.train), ("validation", self.validation), ("test", self.test)]
 
     def manifest(self) -> list[dict[str, str]]:
-        """One row per image: path, label, patient, source, split, age, sex, view, original_patient.
+        """One row per image: path, label, patient, source, site, split, age, sex, view, original_patient.
 
         ``patient`` is the group the split used (a joined key such as
         ``"ieee8023:178|ieee8023:97"`` where groups were joined) and
@@ -341,6 +351,7 @@ class DatasetSplits:
                 "label": record.label,
                 "patient": record.group or "",
                 "source": record.source or "",
+                "site": record.site or "",
                 "split": split_name,
                 "age": "" if record.age is None else f"{record.age:g}",
                 "sex": record.sex or "",
@@ -352,7 +363,7 @@ class DatasetSplits:
         ]
 
     def write_manifest(self, path: str | os.PathLike[str]) -> Path:
-        """Write the split manifest as CSV (path, label, patient, source, split, age, sex, view).
+        """Write the split manifest as CSV (path, label, patient, source, site, split, age, sex, view, ...).
 
         Image paths are written relative to the manifest's folder, so that the
         manifest and the images can move together; ``load_datasets(path)``
