@@ -110,12 +110,44 @@ def test_corner_marker_gives_low_central_share_and_marked_worst_images():
 
 def test_central_evidence_gives_high_central_share():
     model, test_set = marker_model("centre")
-    result = audit(model, test_set, n_worst=3)
+    result = audit(model, test_set, n_worst=3, lungs=None)  # the central box alone (noise has no lungs)
     assert result.by_true_class["marked"]["central"]["mean"] > 0.8
     assert result.by_true_class["marked"]["central"]["median"] > 0.8
     assert not any("predicted marked" in note for note in result.notes)
     assert len(result.images) == 20 and set(result.images[0]) >= {"input", "central_share", "corner_share",
                                                                    "ood_score", "out_of_distribution"}
+
+
+def side_lungs(n: int) -> np.ndarray:
+    """Two lung fields left and right of a 10-px mediastinum, as a segmenter would draw them."""
+    lungs = np.zeros((n, SIZE, SIZE), dtype=bool)
+    lungs[:, 4:28, 2:11] = True
+    lungs[:, 4:28, 21:30] = True
+    return lungs
+
+
+def test_evidence_on_the_mediastinum_is_central_but_outside_the_lungs():
+    model, test_set = marker_model("centre")  # the marker sits where the heart is, between the lungs
+    result = audit(model, test_set, n_worst=3, lungs=side_lungs(len(test_set)))
+    marked = result.by_true_class["marked"]
+    assert marked["central"]["mean"] > 0.8  # the central box calls it fine ...
+    assert marked["lungs"]["mean"] < marked["lung_area"]["mean"]  # ... the lung fields do not
+    assert result.lungs_measured and result.uniform_lung_share == pytest.approx(2 * 24 * 9 / SIZE**2)
+    assert any("inside the lung fields" in note and "predicted marked" in note for note in result.notes)
+    assert {"lung_share", "lung_area"} <= set(result.images[0])
+    assert "lungs mean" in result.summary() and "source synthetic" in result.summary()
+    assert result.to_dict()["by_source"]["synthetic"]["n"] == 20
+
+
+def test_audit_without_lungs_and_with_masks_of_the_wrong_shape():
+    model = frozen_model()
+    images = marked_set(3, 6, "corner")
+    result = audit(model, images, lungs=None)
+    assert not result.lungs_measured and "lungs" not in result.overall and "lung_share" not in result.images[0]
+    with pytest.raises(ValueError, match=r"lung_masks of shape \(2, 32, 32\)"):
+        audit(model, images, lungs=side_lungs(2))
+    with pytest.raises(ValueError, match="lungs='segment'"):
+        audit(model, images, lungs="crop")
 
 
 def test_all_zero_maps_are_excluded_and_counted(monkeypatch):
@@ -316,3 +348,14 @@ def test_mahalanobis_layer_checks_and_absent_classes():
     with pytest.warns(UserWarning, match="left unfitted"):
         record = fit_ood(frozen_model(), image_set(grey_noise(rng, 1), [0]))
     assert record["fitted"] is False
+
+
+def test_the_lung_measure_on_real_x_rays_of_the_sample():
+    data = cxrclassify.load_datasets("sample", image_size=64, progress=False)
+    keras.utils.set_random_seed(0)
+    model = cxrclassify.build_model("tinycnn", 3, weights=None, image_size=64)
+    result = audit(model, data, n_worst=2)
+    assert result.lungs_measured
+    assert 0.15 < result.uniform_lung_share < 0.6  # the lungs cover a fifth to a half of a frontal film
+    assert all(0.0 <= row["lung_area"] <= 1.0 for row in result.images)
+    assert set(result.by_source) == set(data.test.sources)

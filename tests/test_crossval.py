@@ -20,6 +20,8 @@ def _images(rng, plan):
     for source, label, count, marker in plan:
         for index in range(count):
             image = rng.integers(0, 60, (16, 16, 3)).astype(np.uint8)
+            if source.startswith("bright"):  # another hospital's exposure: the whole film lighter
+                image += 170
             if marker == "left":
                 image[:, :4] = 250
             elif marker == "right":
@@ -60,6 +62,16 @@ def test_a_source_shortcut_collapses_on_the_held_out_source(rng):
     result = _run(data, sources=["b", "c"])
     assert result["c"].evaluation.accuracy > 0.8
     assert result["b"].evaluation.accuracy < result["c"].evaluation.accuracy
+
+
+def test_the_ood_flag_is_measured_on_the_held_out_source_and_on_validation(rng):
+    data = _images(rng, [("a", "disease", 16, "left"), ("a", "healthy", 16, None),
+                         ("bright", "disease", 16, "left"), ("bright", "healthy", 16, None)])
+    result = _run(data, sources=["bright"])
+    fold = result["bright"]
+    assert fold.ood_flagged > 0.9 > fold.ood_flagged_validation  # a new exposure is flagged, the old is not
+    assert result.to_dict()["folds"][0]["ood_flagged"] == fold.ood_flagged
+    assert "flagged out-of-distribution" in result.summary()
 
 
 def test_classes_only_one_source_has_are_reported(rng):

@@ -325,6 +325,28 @@ def test_evaluate_breaks_down_by_recorded_age(rng):
     assert result.predictions is not None and result.labels.tolist() == labels.tolist()
 
 
+def test_by_site_reuses_the_breakdown_and_is_empty_without_sites(rng):
+    labels, probabilities, groups = synthetic(rng, 90)
+    sites = [["radiopaedia", "journal:nejm.org", None][i % 3] for i in range(90)]
+    result = evaluate_predictions(labels, probabilities, CLASSES, groups=groups, sources=["ieee8023"] * 90,
+                                  sites=sites, n_bootstrap=0)
+    assert list(result.by_site) == ["journal:nejm.org", "radiopaedia", "unknown"]
+    assert [v["n_images"] for v in result.by_site.values()] == [30, 30, 30]
+    assert sum(v["n_correct"] for v in result.by_site.values()) == result.n_correct
+    assert set(result.by_site["radiopaedia"]) == set(result.by_source["ieee8023"])  # the same metrics as by source
+    assert "site journal:nejm.org: accuracy" in result.summary()
+    assert json.loads(json.dumps(result.to_dict()))["by_site"]["unknown"]["n_images"] == 30
+    assert evaluate_predictions(labels, probabilities, CLASSES, sites=[None] * 90, n_bootstrap=0).by_site == {}
+    assert evaluate_predictions(labels, probabilities, CLASSES, n_bootstrap=0).to_dict()["by_site"] == {}
+    images = rng.integers(0, 255, (6, 16, 16, 3)).astype(np.uint8)
+    records = [Sample(f"{i}.png", CLASSES[i % 3], f"p{i}", "s", site=["h1", "h2"][i % 2]) for i in range(6)]
+    model = cxrclassify.build_model("tinycnn", 3, weights=None, image_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluated = cxrclassify.evaluate(model, ImageSet(images, np.arange(6) % 3, records, CLASSES), n_bootstrap=0)
+    assert {name: v["n_images"] for name, v in evaluated.by_site.items()} == {"h1": 3, "h2": 3}
+
+
 def test_to_dict_is_strict_json(rng):
     labels, probabilities, groups = synthetic(rng, 60)
     result = evaluate_predictions(labels, probabilities, CLASSES, groups=groups, ages=[30] * 60, temperature=1.5)

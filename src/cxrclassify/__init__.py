@@ -61,6 +61,7 @@ from .plots import (
     plot_roc_curves,
     save_evaluation_figures,
 )
+from .segmentation import segment_lungs
 from .training import train
 
 
@@ -105,6 +106,7 @@ __all__ = [
     "load_datasets",
     "load_model",
     "load_pretrained",
+    "segment_lungs",
     "overlay_heatmap",
     "plot_cam_grid",
     "plot_confusion_matrix",

@@ -1,4 +1,4 @@
-"""``evaluate``: metrics with confidence intervals, calibration, and breakdowns by source and age.
+"""``evaluate``: metrics with confidence intervals, calibration, and breakdowns by source, site and age.
 
 Proportions (accuracy; each class's sensitivity, specificity and precision,
 each over its own denominator) get Wilson score intervals. Balanced accuracy,
@@ -8,8 +8,9 @@ move together and an interval is not made narrow by several images of the
 same person. Calibration is measured by the expected calibration error (ECE)
 and can be improved by temperature scaling fitted on the validation split
 (:func:`calibrate`). Every count is broken down by image source and, where the
-records carry an age, by age group, because a high overall score can come from
-one source, or one age group, that is easy to tell apart.
+records carry them, by site (hospital, journal, case collection) and by age
+group, because a high overall score can come from one source, one site or one
+age group that is easy to tell apart.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from .datasets import DatasetSplits, ImageSet
+from .datasets import DatasetSplits, ImageSet, check_not_training_only
 from .inference import Predictions, predict
 from .models import CxrClassifier
 from .exceptions import ArgumentError, EvaluationWarning
@@ -318,6 +319,10 @@ class Evaluation:
         The model's temperature when evaluated (``None`` when not known).
     by_age_group : dict of str to dict
         As ``by_source``, by :func:`age_group`; empty when no record carries an age.
+    by_site : dict of str to dict
+        As ``by_source``, by site (the records' ``site``: a hospital, a journal,
+        ``"radiopaedia"``..., ``"unknown"`` where not recorded); empty when no
+        record carries a site.
     labels : numpy.ndarray or None
         ``(N,)`` true class indices, for ROC curves.
     probabilities : numpy.ndarray or None
@@ -365,6 +370,7 @@ class Evaluation:
     log_loss: float = float("nan")
     temperature: float | None = None
     by_age_group: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_site: dict[str, dict[str, Any]] = field(default_factory=dict)
     labels: np.ndarray | None = None
     probabilities: np.ndarray | None = None
     n_groups: int = 0
@@ -419,6 +425,7 @@ class Evaluation:
                           "skipped_for_roc_auc": self.bootstrap_skipped},
             "by_source": self.by_source,
             "by_age_group": self.by_age_group,
+            "by_site": self.by_site,
             "notes": self.notes,
         })
 
@@ -444,6 +451,7 @@ class Evaluation:
         """A plain-text report: overall metrics with intervals, a per-class table, calibration, breakdowns."""
         lines = self._overall_lines() + self._class_table()
         lines += [_breakdown_line("source", name, values, self.class_names) for name, values in self.by_source.items()]
+        lines += [_breakdown_line("site", name, values, self.class_names) for name, values in self.by_site.items()]
         lines += [_breakdown_line("age", name, values, self.class_names) for name, values in self.by_age_group.items()]
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
@@ -493,8 +501,9 @@ def evaluate(
     the expected calibration error and the confusion matrix. Proportions get
     Wilson intervals; balanced accuracy, F1 and AUCs get bootstrap intervals
     that resample patients (the records' groups). Every count is also broken
-    down by image source and, where recorded, by age group, because a high
-    overall score can come from one source that is easy to tell apart.
+    down by image source and, where recorded, by site and by age group,
+    because a high overall score can come from one source (or one hospital,
+    one journal) that is easy to tell apart.
 
     Parameters
     ----------
@@ -546,6 +555,7 @@ def evaluate(
     result = _evaluate(
         split.labels, predictions.probabilities, list(split.class_names),
         groups=split.groups, sources=split.sources, ages=[getattr(record, "age", None) for record in split.records],
+        sites=[getattr(record, "site", None) for record in split.records],
         n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, n_bins=15, temperature=model.temperature,
     )
     result.predictions = predictions
@@ -562,6 +572,7 @@ def evaluate_predictions(
     groups: Sequence[str | None] | None = None,
     sources: Sequence[str | None] | None = None,
     ages: Sequence[float | None] | None = None,
+    sites: Sequence[str | None] | None = None,
     n_bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -586,6 +597,9 @@ def evaluate_predictions(
         Source of each image, for ``by_source`` (``"unknown"`` where ``None``).
     ages : sequence of float or None, optional
         Age of each image's patient in years, for ``by_age_group``.
+    sites : sequence of str or None, optional
+        Site of each image, for ``by_site`` (``"unknown"`` where ``None``; left
+        empty when every entry is ``None``).
     n_bootstrap : int, default 1000
         Bootstrap resamples; 0 leaves the bootstrap intervals undefined.
     seed : int, default 0
@@ -622,7 +636,7 @@ def evaluate_predictions(
     >>> format_ci(result.accuracy, result.accuracy_ci)
     '83.3% (43.6 to 97.0)'
     """
-    result = _evaluate(labels, probabilities, class_names, groups=groups, sources=sources, ages=ages,
+    result = _evaluate(labels, probabilities, class_names, groups=groups, sources=sources, ages=ages, sites=sites,
                        n_bootstrap=n_bootstrap, seed=seed, confidence=confidence, n_bins=n_bins,
                        temperature=temperature)
     for note in result.notes:
@@ -631,7 +645,7 @@ def evaluate_predictions(
 
 
 def _evaluate(labels, probabilities, class_names, *, groups, sources, ages, n_bootstrap, seed, confidence, n_bins,
-              temperature) -> Evaluation:
+              temperature, sites=None) -> Evaluation:
     labels, probabilities = _check_labels_probabilities(labels, probabilities)
     class_names = _check_class_names(class_names, probabilities.shape[1])
     n_bootstrap, confidence = _check_bootstrap_settings(n_bootstrap, confidence)
@@ -645,6 +659,9 @@ def _evaluate(labels, probabilities, class_names, *, groups, sources, ages, n_bo
     curve = reliability_curve(labels, probabilities, n_bins)
     per_class = _per_class_proportions(point["confusion_matrix"], class_names, confidence)
     sources = [source or "unknown" for source in _per_image(sources, n, "sources")]
+    sites = _per_image(sites, n, "sites")
+    has_site = any(sites)
+    sites = [site or "unknown" for site in sites]
     ages = _per_image(ages, n, "ages")
     has_age = any(age is not None and np.isfinite(float(age)) for age in ages)
     return Evaluation(
@@ -655,6 +672,7 @@ def _evaluate(labels, probabilities, class_names, *, groups, sources, ages, n_bo
         accuracy_ci=wilson_interval(point["n_correct"], n, confidence),
         confusion_matrix=point["confusion_matrix"],
         by_source=_breakdown(sources, sorted(set(sources)), labels, predicted, class_names, confidence),
+        by_site=_breakdown(sites, sorted(set(sites)), labels, predicted, class_names, confidence) if has_site else {},
         by_age_group=(_breakdown([age_group(age) for age in ages], AGE_GROUPS, labels, predicted, class_names,
                                  confidence) if has_age else {}),
         **per_class,
@@ -1065,6 +1083,11 @@ def _check_split(model: CxrClassifier, split: ImageSet, purpose: str) -> None:
             f"Received: class_names={split.class_names}"
         )
         raise ArgumentError(message)
+    if getattr(split, "lungs", None) != model.lungs:
+        message = (f"The model expects images prepared with lungs={model.lungs!r}. Received: images loaded with "
+                   f"lungs={getattr(split, 'lungs', None)!r}; load them with load_datasets(..., lungs={model.lungs!r})")
+        raise ArgumentError(message)
+    check_not_training_only(split.records, purpose=f"the images to {purpose}")
 
 
 def _check_labels_probabilities(labels: Any, probabilities: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Union
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .datasets import ImageSet
 from .datasets._images import is_image_file, resize, to_rgb_uint8
+from .segmentation.options import prepare_lung_fields
 from .exceptions import ArgumentError, ArgumentTypeError, DataError, DataWarning, ImageDecodeError
 from .models import CxrClassifier
 
@@ -318,11 +319,10 @@ def predict(
     kept: list[int] = []
     probabilities: list[np.ndarray] = []
     ood_scores: list[np.ndarray] = []
-    size = model.image_size
-    chunks = _decoded_chunks(items, names, batch_size, on_error, skipped, lambda rgb: resize(rgb, size))
+    chunks = _decoded_chunks(items, names, batch_size, on_error, skipped)
     total = -(-len(items) // batch_size)
     for indices, images in tqdm(chunks, total=total, desc="Predicting", unit="batch", disable=not progress):
-        batch_probabilities, batch_scores = _forward(model, np.stack(images).astype(np.float32))
+        batch_probabilities, batch_scores = _forward(model, model_inputs(model, images)[0])
         kept += indices
         probabilities.append(batch_probabilities)
         ood_scores.append(batch_scores)
@@ -361,15 +361,38 @@ def _forward(model: CxrClassifier, batch: np.ndarray) -> tuple[np.ndarray, np.nd
     return probabilities, ops.convert_to_numpy(model.ood(features))
 
 
+def model_inputs(
+    model: CxrClassifier, images: list[np.ndarray]
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Decoded RGB images as the model's input batch: its ``lungs`` preprocessing, then resized.
+
+    Returns the ``(N, S, S, 3)`` float32 batch and, per image, the box of the
+    image the model sees (the lung box for ``lungs="crop"``, the whole image
+    otherwise), as :func:`~cxrclassify.segmentation.options.prepare_lung_fields`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.inference import model_inputs
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> batch, boxes = model_inputs(model, [np.zeros((40, 50, 3), np.uint8)])
+    >>> batch.shape, boxes
+    ((1, 32, 32, 3), [(0, 0, 40, 50)])
+    """
+    prepared, boxes = prepare_lung_fields(images, model.lungs)
+    batch = np.stack([resize(rgb, model.image_size) for rgb in prepared]).astype(np.float32)
+    return batch, boxes
+
+
 def _decoded_chunks(
     items: list[object],
     names: list[str],
     batch_size: int,
     on_error: str,
     skipped: list[SkippedInput],
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
-    """``batch_size`` inputs at a time: the input indices decoded and their RGB images (``transform``-ed).
+    """``batch_size`` inputs at a time: the input indices decoded and their RGB images.
 
     With ``on_error="skip"`` an input whose decoding raises ImageDecodeError is logged
     and appended to ``skipped``; a chunk of which nothing decoded is not yielded.
@@ -387,7 +410,7 @@ def _decoded_chunks(
                 skipped.append(SkippedInput(index, names[index], str(error)))
                 continue
             indices.append(index)
-            images.append(rgb if transform is None else transform(rgb))
+            images.append(rgb)
         if indices:
             yield indices, images
 

@@ -44,7 +44,8 @@ from .augment import Augmentation, augment_images, derive_seed
 from .datasets import DatasetSplits, ImageSet
 from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
-from .models.ood import fit_ood as fit_ood_score
+from .linear_head import LinearHead, balancing_weights, fit_linear_head, set_gap_head
+from .models.ood import fit_ood as fit_ood_score, pool_features
 from .exceptions import ArgumentError, ArgumentTypeError, TrainingWarning
 
 __all__ = ["FROM_RECIPE", "PAPER_SETTINGS", "RECOMMENDED_TRAINING", "TRAINING_RECIPES", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
@@ -74,8 +75,11 @@ FROM_RECIPE = _FromRecipe()
 RECOMMENDED_TRAINING = {"class_weight": "balanced", "early_stopping": 10}
 
 #: Named defaults of :func:`train`'s ``class_weight`` and ``early_stopping``: ``"paper"``
-#: (Soares & Soares 2020: neither) and ``"recommended"`` (:data:`RECOMMENDED_TRAINING`).
-TRAINING_RECIPES = {"paper": {"class_weight": None, "early_stopping": None}, "recommended": RECOMMENDED_TRAINING}
+#: (Soares & Soares 2020: neither), ``"recommended"`` (:data:`RECOMMENDED_TRAINING`) and
+#: ``"linear"`` (the head fitted in closed form as an L2 logistic regression on the pooled
+#: features, :mod:`cxrclassify.linear_head`; balanced classes, no epochs to stop).
+TRAINING_RECIPES = {"paper": {"class_weight": None, "early_stopping": None}, "recommended": RECOMMENDED_TRAINING,
+                    "linear": {"class_weight": "balanced", "early_stopping": None}}
 
 #: ``lr_schedule="plateau"``: divide the rate by 10 after this many epochs without a better
 #: monitored loss (fewer when ``early_stopping`` would stop first: half its patience).
@@ -108,6 +112,7 @@ def train(
     cache_dir: str | os.PathLike[str] | bool | None = None,
     fit_ood: bool = True,
     recipe: str = "recommended",
+    site_balanced: bool = False,
 ) -> dict[str, list[float]]:
     """Train a classifier: the paper's 80 epochs of Adam at 0.001, batch 15, with class balance.
 
@@ -210,6 +215,18 @@ def train(
         and early stopping after 10 epochs without a better validation loss
         (left off when there is no validation split); ``"paper"``, neither.
         Options passed explicitly win. Recorded in the training metadata.
+        ``"linear"`` fits the head of a ``head="gap"`` model with a frozen base
+        in closed form: an L2-regularised multinomial logistic regression on
+        the standardised pooled base features (:mod:`cxrclassify.linear_head`),
+        its ``C`` chosen by validation log-loss; no epochs, no learning rate,
+        nothing drawn but the augmented views. The history then holds one
+        entry per column.
+    site_balanced : bool, default False
+        Weigh the training images so that, within each class, every site
+        (:attr:`~cxrclassify.datasets.Sample.site`; images without one count as
+        one site) carries the same total weight, on top of ``class_weight``:
+        the largest site of a class no longer decides what the class looks
+        like.
 
     Returns
     -------
@@ -267,6 +284,8 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
                       "training loss instead.", TrainingWarning, stacklevel=3)
 
     keras.utils.set_random_seed(options["seed"])
+    if options["recipe"] == "linear":
+        return _train_linear(model, train_set, validation_set, use_cache, options)
     fit_model, batches, validation_data, settings = _fit_data(model, train_set, validation_set, use_cache, options)
     checkpoint_dir, strategy = options["checkpoint_dir"], options["strategy"]
     resuming = _prepare_checkpoint(checkpoint_dir, settings, model if use_cache else None)
@@ -316,6 +335,8 @@ def _fit_data(
     augmentation = _augmentation(options["augment"])
     views = options["augment_views"] if augmentation is not None else 1
     sample_weights, class_weights = _sample_weights(options["class_weight"], train_set)
+    if options["site_balanced"]:
+        sample_weights = _site_balanced(sample_weights, train_set)
     cache = _feature_cache(options["cache_dir"], use_cache)
     seed, progress = options["seed"], options["progress"]
     if use_cache:
@@ -337,7 +358,8 @@ def _fit_data(
         "learning_rate": options["learning_rate"], "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set),
-        "class_weight": class_weights, "augmentation": None if augmentation is None else augmentation.to_dict(),
+        "class_weight": class_weights, "site_balanced": bool(options["site_balanced"]),
+        "augmentation": None if augmentation is None else augmentation.to_dict(),
         "augment_views": views if use_cache else None, "early_stopping": options["early_stopping"],
         "lr_schedule": _schedule_name(options["lr_schedule"]),
         "monitor": "val_loss" if validation_set is not None else "loss",
@@ -735,6 +757,86 @@ def _sample_weights(
     return per_class[np.asarray(train_set.labels)], per_class.tolist()
 
 
+def _site_balanced(sample_weights: np.ndarray | None, train_set: ImageSet) -> np.ndarray:
+    """``sample_weights`` (or ones) times weights that give every site of a class the same total weight."""
+    site_weights = balancing_weights(train_set.labels, class_weight=None, sites=train_set.sites)
+    base = np.ones(len(train_set), dtype=np.float64) if sample_weights is None else sample_weights.astype(np.float64)
+    return (base * site_weights).astype(np.float32)
+
+
+def _train_linear(
+    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool,
+    options: dict[str, Any],
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``recipe="linear"``: the gap head as an L2 logistic regression on the pooled features, then the OOD score."""
+    if model.base_trainable or not use_cache:
+        message = ("recipe='linear' fits the head on the frozen base's features. Received: a model whose base is "
+                   "trainable, or cache_features=False")
+        raise ArgumentError(message)
+    if model.head_kind != "gap":
+        message = ("recipe='linear' needs a 'gap' head: build the model with build_model(..., head='gap'). "
+                   f"Received: head={model.head_kind!r}")
+        raise ArgumentError(message)
+    for name in ("checkpoint_dir", "strategy", "lr_schedule"):
+        if options[name] is not None:
+            message = f"recipe='linear' has no epochs: {name} does not apply. Received: {name}={options[name]!r}"
+            raise ArgumentError(message)
+    augmentation = _augmentation(options["augment"])
+    views = options["augment_views"] if augmentation is not None else 1
+    cache = _feature_cache(options["cache_dir"], use_cache)
+    train_views = view_features(model, train_set.images, views=views, augmentation=augmentation,
+                                seed=options["seed"], cache=cache, progress=options["progress"])
+    pooled = [pool_features(np.asarray(view)) for view in train_views]
+    validation_maps = None if validation_set is None else view_features(
+        model, validation_set.images, cache=cache, progress=options["progress"])[0]
+    validation_pooled = None if validation_maps is None else pool_features(np.asarray(validation_maps))
+    labels = np.asarray(train_set.labels)
+    _, class_weights = _sample_weights(options["class_weight"], train_set)
+    weights = balancing_weights(labels, class_weight=None if class_weights is None else dict(enumerate(class_weights)),
+                                sites=train_set.sites if options["site_balanced"] else None)
+    head = fit_linear_head(np.concatenate(pooled), np.tile(labels, views), num_classes=model.num_classes,
+                           sample_weight=np.tile(weights, views),
+                           validation=None if validation_pooled is None else (validation_pooled, validation_set.labels))
+    set_gap_head(model, head)
+    history = _linear_history(head, pooled[0], labels, validation_pooled,
+                              None if validation_set is None else np.asarray(validation_set.labels))
+    model.metadata["training"] = _plain({
+        "recipe": "linear", "seed": options["seed"], "cached_features": True, "train_images": len(train_set),
+        "validation_images": 0 if validation_set is None else len(validation_set),
+        "data_manifest_sha256": _manifest_digest(train_set, validation_set), "class_weight": class_weights,
+        "site_balanced": bool(options["site_balanced"]),
+        "augmentation": None if augmentation is None else augmentation.to_dict(), "augment_views": views,
+        "linear_c": head.c, "linear_validation_log_loss": {str(key): value for key, value in
+                                                           head.validation_log_loss.items()},
+        "model_seed": getattr(model, "seed", None), "feature_cache": None if cache is None else str(cache.folder),
+    })
+    if options["log_dir"] is not None:
+        _write_history_json(Path(options["log_dir"]), history, model.metadata["training"])
+    logger.info("Fitted the linear head of %s on %d images (C=%g)", model.arch, len(train_set), head.c)
+    if options["fit_ood"]:
+        fit_ood_score(model, (train_set, validation_set), batch_size=options["batch_size"],
+                      features=(train_views[0], validation_maps))
+    return history, history
+
+
+def _linear_history(
+    head: LinearHead, train_features: np.ndarray, train_labels: np.ndarray,
+    validation_features: np.ndarray | None, validation_labels: np.ndarray | None,
+) -> dict[str, list[float]]:
+    """One-entry history of a linear head: log-loss and accuracy on train (and validation)."""
+    def scores(features: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        probabilities = np.clip(head.predict_proba(features), 1e-7, 1.0)
+        loss = float(-np.mean(np.log(probabilities[np.arange(len(labels)), labels])))
+        return loss, float(np.mean(probabilities.argmax(axis=1) == labels))
+
+    loss, accuracy = scores(train_features, train_labels)
+    history = {"loss": [loss], "accuracy": [accuracy]}
+    if validation_features is not None:
+        val_loss, val_accuracy = scores(validation_features, validation_labels)
+        history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
+    return history
+
+
 def _feature_cache(cache_dir: str | os.PathLike[str] | bool | None, use_cache: bool) -> FeatureCache | None:
     if cache_dir is None or cache_dir is False:
         return None
@@ -942,6 +1044,13 @@ def _check_data_fits_model(model: CxrClassifier, train_set: ImageSet, validation
             f"Received: class_names={class_names}"
         )
         raise ArgumentError(message)
+    for split in (train_set, validation_set):
+        if split is not None and getattr(split, "lungs", None) != model.lungs:
+            message = (
+                f"The model expects images prepared with lungs={model.lungs!r}. Received: images loaded with "
+                f"lungs={getattr(split, 'lungs', None)!r}; load them with load_datasets(..., lungs={model.lungs!r})"
+            )
+            raise ArgumentError(message)
     for split in (train_set, validation_set):
         if split is not None and split.images.shape[1:3] != (model.image_size, model.image_size):
             message = (

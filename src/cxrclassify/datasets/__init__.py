@@ -44,6 +44,14 @@ from ._records import (
     read_manifest,
     write_manifest,
 )
+from .bimcv import (
+    BIMCV_COMMIT,
+    TRAINING_ONLY_SOURCES,
+    bimcv_records,
+    check_not_training_only,
+    is_training_only,
+    split_training_only,
+)
 from .composite import (
     adult_controls_records,
     describe_composition,
@@ -52,10 +60,12 @@ from .composite import (
     warn_if_confounded,
     warn_if_sources_confound,
 )
+from .cxnet import CXNET_COMMIT, cxnet_records, read_cxnet_metadata, select_cxnet_rows
 from .folder import assign_patients, records_from_folder
 from .ieee8023 import IEEE8023_COMMIT, ieee8023_records
 from .kermany import kermany_records
 from .nih import nih_records, read_nih_labels
+from .sites import ieee8023_site, site_from_url
 from .splits import (
     DuplicatePair,
     GroupJoin,
@@ -65,11 +75,14 @@ from .splits import (
 )
 
 __all__ = [
+    "BIMCV_COMMIT",
+    "CXNET_COMMIT",
     "DEFAULT_IMAGE_SIZE",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "MAX_IMAGE_PIXELS_ENV",
     "IEEE8023_COMMIT",
     "IMAGE_SUFFIXES",
+    "TRAINING_ONLY_SOURCES",
     "DatasetSplits",
     "DuplicatePair",
     "GroupJoin",
@@ -79,10 +92,13 @@ __all__ = [
     "adult_controls_records",
     "as_samples",
     "assign_patients",
+    "bimcv_records",
     "cache_info",
+    "check_not_training_only",
     "check_records",
     "checked_archive_members",
     "clear_data_home",
+    "cxnet_records",
     "decode_records",
     "describe_composition",
     "extract_archive",
@@ -91,7 +107,10 @@ __all__ = [
     "format_composition",
     "get_data_home",
     "get_max_image_pixels",
+    "ieee8023_site",
+    "site_from_url",
     "ieee8023_records",
+    "is_training_only",
     "join_duplicate_groups",
     "kermany_records",
     "list_recipes",
@@ -100,6 +119,7 @@ __all__ = [
     "parse_age",
     "read_dicom",
     "read_csv_rows",
+    "read_cxnet_metadata",
     "read_image",
     "read_manifest",
     "read_nih_labels",
@@ -108,8 +128,10 @@ __all__ = [
     "resize",
     "sample_dir",
     "sample_records",
+    "select_cxnet_rows",
     "set_max_image_pixels",
     "soares2020_records",
+    "split_training_only",
     "stratified_group_split",
     "to_rgb_uint8",
     "warn_if_confounded",

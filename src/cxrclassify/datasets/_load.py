@@ -19,9 +19,9 @@ from ..exceptions import ArgumentError, ArgumentTypeError, DataError, DuplicateI
 from ._images import read_image, resize
 from .._download import get_data_home
 from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
+from .bimcv import TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
 from .folder import PatientNaming, assign_patients, records_from_folder
 from .splits import (
-    NEAR_DUPLICATE_SIMILARITY,
     DuplicatePair,
     GroupJoin,
     find_cross_split_duplicates,
@@ -123,6 +123,7 @@ def load_datasets(
     split_by: str = "patient",
     patients: PatientNaming | None = None,
     join_duplicates: bool = True,
+    lungs: str | None = None,
     class_names: Sequence[str] | None = None,
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
@@ -178,6 +179,11 @@ def load_datasets(
         patient ids, and the same picture must not be in train and test. Each
         join is recorded in ``merged_groups`` and in the manifest. Joins apply
         with ``split_by="image"`` too (the same picture is one item).
+    lungs : {None, "crop", "mask"}, optional
+        Lung-field preprocessing before resizing: crop each image to the box of
+        its segmented lung fields, or black out what is not lung (see
+        :mod:`cxrclassify.segmentation.options`); use the model's
+        ``lungs``. The patient joins look at the whole images.
     class_names : sequence of str, optional
         Class names in the order of the model's outputs; by default the sorted
         labels found. Labels not listed raise a :class:`~cxrclassify.exceptions.DataError`.
@@ -207,7 +213,8 @@ def load_datasets(
         If there is no image, only one class, a class with too few patients to
         appear in every split, a label outside ``class_names``, an empty or
         missing label, a file listed twice, or an image that cannot be decoded
-        (the message names the file).
+        (the message names the file), or a manifest that validates or tests on
+        a training-only source (:data:`~cxrclassify.datasets.bimcv.TRAINING_ONLY_SOURCES`).
     ArgumentError
         If ``image_size``, a fraction or ``split_by`` is out of range.
 
@@ -250,8 +257,9 @@ def load_datasets(
     check_records(samples)
     names = _resolve_class_names(samples, class_names)
     labels = np.array([names.index(sample.label) for sample in samples], dtype=np.int64)
+    lungs = _check_lungs(lungs)
     assigned = _manifest_splits(source, samples)
-    images = decode_records(samples, image_size, progress=progress)
+    images, prepared = _decode(samples, image_size, lungs, progress)
     joins: list[GroupJoin] = []
     if assigned is None:
         if split_by == "patient":
@@ -264,11 +272,14 @@ def load_datasets(
             joined_groups, joins = join_duplicate_groups(groups, images, [sample.path for sample in samples])
             samples = _record_joins(samples, groups, joined_groups)
             groups = joined_groups
-        assigned = stratified_group_split(
-            labels, groups, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
+        assigned = _split_with_training_only(
+            samples, labels, groups, validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed
         )
+    else:
+        check_not_training_only([samples[index] for indices in assigned[1:] for index in indices],
+                                purpose="a manifest's validation and test splits")
     splits = [
-        ImageSet(images[indices], labels[indices], [samples[i] for i in indices], list(names))
+        ImageSet(prepared[indices], labels[indices], [samples[i] for i in indices], list(names), lungs=lungs)
         for indices in assigned
     ]
     data = DatasetSplits(*splits, class_names=list(names))
@@ -285,6 +296,29 @@ def load_datasets(
     return data
 
 
+def _split_with_training_only(
+    samples: Sequence[Sample], labels: np.ndarray, groups: Sequence[str], **split_options: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split by group; the groups of training-only records (:data:`TRAINING_ONLY_SOURCES`) all go to train.
+
+    A group joined with a training-only image (the same picture in BIMCV and
+    elsewhere) goes to train too, so that no test image has a copy in training.
+    """
+    forced = {groups[index] for index, sample in enumerate(samples) if is_training_only(sample)}
+    if not forced:
+        return stratified_group_split(labels, list(groups), **split_options)
+    free = np.array([index for index, group in enumerate(groups) if group not in forced], dtype=np.int64)
+    if len(free) == 0:
+        message = ("Expected some records that may be validated and tested on. Received: only records of "
+                   f"training-only sources {sorted(TRAINING_ONLY_SOURCES)}")
+        raise DataError(message)
+    train, validation, test = stratified_group_split(labels[free], [groups[index] for index in free],
+                                                     **split_options)
+    forced_indices = np.array([index for index, group in enumerate(groups) if group in forced], dtype=np.int64)
+    logger.info("%d images of training-only sources (and their joined groups) put in train", len(forced_indices))
+    return np.sort(np.concatenate([free[train], forced_indices])), free[validation], free[test]
+
+
 def _check_image_size(image_size: object) -> None:
     if isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
         message = f"Expected image_size to be a positive number of pixels (an int). Received: image_size={image_size!r}"
@@ -292,7 +326,8 @@ def _check_image_size(image_size: object) -> None:
 
 
 def _warn_if_split_by_image(samples: Sequence[Sample]) -> None:
-    ungrouped = [sample.path for sample in samples if sample.group is None]
+    # Training-only records go to train whatever their group: no leak to warn about.
+    ungrouped = [sample.path for sample in samples if sample.group is None and not is_training_only(sample)]
     if not ungrouped:
         return
     warnings.warn(
@@ -385,8 +420,15 @@ def _report_duplicates(data: DatasetSplits) -> list[DuplicatePair]:
     return duplicates
 
 
-def decode_records(samples: Sequence[Sample], image_size: int, *, progress: bool = True) -> np.ndarray:
+def decode_records(
+    samples: Sequence[Sample], image_size: int, *, lungs: str | None = None, progress: bool = True,
+    chunk_size: int = 32,
+) -> np.ndarray:
     """Decode and resize the images of ``samples`` into one ``(N, S, S, 3)`` ``uint8`` array.
+
+    With ``lungs="crop"`` or ``"mask"``, each image is cropped to its lung box
+    or masked outside its lungs before resizing (``chunk_size`` images are
+    segmented at a time; see :func:`~cxrclassify.segmentation.options.prepare_lung_fields`).
 
     Examples
     --------
@@ -394,10 +436,34 @@ def decode_records(samples: Sequence[Sample], image_size: int, *, progress: bool
     >>> decode_records(sample_records()[:2], 32, progress=False).shape
     (2, 32, 32, 3)
     """
-    images = np.empty((len(samples), image_size, image_size, 3), dtype=np.uint8)
-    for index, sample in enumerate(tqdm(samples, desc="Decoding images", unit="img", disable=not progress)):
-        images[index] = resize(read_image(sample.path), image_size)
-    return images
+    return _decode(samples, image_size, _check_lungs(lungs), progress, chunk_size)[1]
+
+
+def _decode(
+    samples: Sequence[Sample], image_size: int, lungs: str | None, progress: bool, chunk_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole images and the ``lungs``-prepared ones (the same array when ``lungs`` is None), each file read once."""
+    whole = np.empty((len(samples), image_size, image_size, 3), dtype=np.uint8)
+    prepared = whole if lungs is None else np.empty_like(whole)
+    description = "Decoding images" if lungs is None else f"Decoding images, lungs={lungs}"
+    with tqdm(total=len(samples), desc=description, unit="img", disable=not progress) as bar:
+        for start in range(0, len(samples), chunk_size):
+            chunk = [read_image(sample.path) for sample in samples[start:start + chunk_size]]
+            for offset, rgb in enumerate(chunk):
+                whole[start + offset] = resize(rgb, image_size)
+            if lungs is not None:
+                from ..segmentation.options import prepare_lung_fields
+
+                for offset, rgb in enumerate(prepare_lung_fields(chunk, lungs)[0]):
+                    prepared[start + offset] = resize(rgb, image_size)
+            bar.update(len(chunk))
+    return whole, prepared
+
+
+def _check_lungs(lungs: object) -> str | None:
+    from ..segmentation.options import check_lungs
+
+    return check_lungs(lungs)
 
 
 def _resolve_records(source: str | os.PathLike[str] | Iterable[object]) -> list[Sample]:

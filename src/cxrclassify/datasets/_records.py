@@ -244,6 +244,10 @@ class ImageSet:
         The record of each image, in the same order.
     class_names : list of str
         Class names, index ``i`` naming label ``i``.
+    lungs : {None, "crop", "mask"}
+        The lung-field preprocessing the images had before they were resized
+        (``load_datasets(..., lungs=...)``); a model built with another
+        ``lungs`` refuses to train on them.
 
     Examples
     --------
@@ -259,6 +263,7 @@ class ImageSet:
     labels: np.ndarray
     records: list[Sample]
     class_names: list[str] = field(default_factory=list)
+    lungs: str | None = None
 
     def __len__(self) -> int:
         return len(self.records)

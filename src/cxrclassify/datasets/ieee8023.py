@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .._download import RemoteFile, fetch
 from ..exceptions import ArgumentError, DataError, UnverifiedDownloadWarning
 from ._records import Sample, parse_age
+from .sites import ieee8023_site
 
 __all__ = [
     "IEEE8023_COMMIT",
@@ -257,7 +258,9 @@ def ieee8023_records(
     -------
     list of Sample
         One record per image, with the patient (``ieee8023:<patientid>``) as group,
-        ``"ieee8023"`` as source, and age, sex and view where recorded.
+        ``"ieee8023"`` as source, the site from the row's url, doi and location
+        (see :func:`cxrclassify.datasets.sites.ieee8023_site`), and age, sex and
+        view where recorded.
 
     Examples
     --------
@@ -285,7 +288,7 @@ def ieee8023_records(
         records.append(Sample(
             path=str(path), label=label, group=f"{_SOURCE}:{row['patientid']}", source=_SOURCE,
             age=parse_age(row.get("age", "")), sex=(row.get("sex") or "").strip() or None,
-            view=(row.get("view") or "").strip() or None,
+            view=(row.get("view") or "").strip() or None, site=ieee8023_site(row),
         ))
     logger.info("ieee8023: %d images of %d patients", len(records), len({r.group for r in records}))
     return records

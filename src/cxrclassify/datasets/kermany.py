@@ -41,6 +41,8 @@ _PNEUMONIA_NAME = re.compile(r"^(person\d+)_(bacteria|virus)_\d+", re.IGNORECASE
 #: Normal images: ``[NORMAL2-]IM-<study>-<image>[-<image>...]``; the study number is the patient.
 _NORMAL_NAME = re.compile(r"^((?:NORMAL2-)?IM-\d+)(?:-\d+)+$", re.IGNORECASE)
 _SOURCE = "kermany"
+#: The ``site`` of every record: Guangzhou Women and Children's Medical Center, where every image was made.
+_SITE = "guangzhou-wcmc"
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,8 @@ def kermany_records(
     Returns
     -------
     list of Sample
-        Records with the patient as group and ``"kermany"`` as source.
+        Records with the patient as group, ``"kermany"`` as source and
+        ``"guangzhou-wcmc"`` (Guangzhou Women and Children's Medical Center) as site.
 
     Examples
     --------
@@ -232,6 +235,7 @@ def kermany_records(
             label=f"{image.subtype}_pneumonia" if pneumonia_subtypes and image.subtype else image.label,
             group=image.patient,
             source=_SOURCE,
+            site=_SITE,
         )
         for image in selected
     ]

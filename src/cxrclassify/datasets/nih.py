@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: The ``source`` of every NIH record (as in the bundled sample's manifest).
 NIH_SOURCE = "nih"
+#: The ``site`` of every NIH record: the NIH Clinical Center, Bethesda, where every image was made.
+_SITE = "nih-cc"
 #: The fourteen findings of the label file's ``Finding Labels``, spelt as there.
 NIH_FINDINGS = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
@@ -636,8 +638,8 @@ def nih_records(
     -------
     list of Sample
         One record per image, class by class in ``label_map`` order, with the
-        patient (``nih:<Patient ID>``) as group, ``"nih"`` as source, and age,
-        sex and view.
+        patient (``nih:<Patient ID>``) as group, ``"nih"`` as source,
+        ``"nih-cc"`` (the NIH Clinical Center) as site, and age, sex and view.
 
     Raises
     ------
@@ -662,7 +664,7 @@ def nih_records(
                              archive_urls=archive_urls, archive_sizes=archive_sizes, progress=progress, **options)
     records = [
         Sample(path=str(paths[image.index]), label=label, group=f"{NIH_SOURCE}:{image.patient}", source=NIH_SOURCE,
-               age=None if image.age is None else float(image.age), sex=image.sex, view=image.view)
+               age=None if image.age is None else float(image.age), sex=image.sex, view=image.view, site=_SITE)
         for label, images in chosen.items()
         for image in images
     ]

@@ -13,7 +13,11 @@ Intelligence 3, 610-619, 2021). :func:`audit` gathers three views on it:
   each side, where the lung fields of a frontal X-ray lie) and the *border
   band* around it, and separately the four *corner squares* of side
   ``border``, where text, markers and collimation edges sit
-  (:func:`region_masks`, :func:`map_shares`).
+  (:func:`region_masks`, :func:`map_shares`); and, with the lung fields
+  segmented (:func:`~cxrclassify.segmentation.segment_lungs`), the share
+  inside the lungs themselves, beside the lung area (what a uniform map would
+  put there). The central box cannot tell a map on the heart or on a marker
+  near the centre from one on the lungs; the lung share can.
 * **A source probe** (:func:`source_probe`): how well a linear classifier tells
   the images' sources apart from the model's pooled base features, on unseen
   patients. Near-perfect means the source is plainly visible to the model.
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +54,8 @@ REGIONS = ("central", "border", "corners")
 _MAX_SPLITS = 5
 #: A class whose maps put less than the uniform share plus this in the central box gets a note.
 _CENTRAL_MARGIN = 0.05
+#: A class whose maps put less than its lung area plus this inside the lung fields gets a note.
+_LUNG_MARGIN = 0.05
 
 
 def region_masks(size: int, border: float = 0.15) -> dict[str, np.ndarray]:
@@ -90,8 +96,10 @@ def region_masks(size: int, border: float = 0.15) -> dict[str, np.ndarray]:
     return {"central": central, "border": ~central, "corners": corners}
 
 
-def map_shares(maps: np.ndarray, *, border: float = 0.15) -> dict[str, np.ndarray]:
-    """The share of each map's mass in the central box, the border band and the corners.
+def map_shares(
+    maps: np.ndarray, *, border: float = 0.15, lung_masks: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The share of each map's mass in the central box, the border band, the corners and the lungs.
 
     Parameters
     ----------
@@ -99,12 +107,18 @@ def map_shares(maps: np.ndarray, *, border: float = 0.15) -> dict[str, np.ndarra
         ``(N, S, S)`` non-negative maps (class activation maps).
     border : float, default 0.15
         As in :func:`region_masks`.
+    lung_masks : numpy.ndarray, optional
+        ``(N, S, S)`` boolean lung fields of the same images (see
+        :func:`~cxrclassify.segmentation.segment_lungs`): adds ``"lungs"``, the
+        share inside them, and ``"lung_area"``, the share of the image they
+        cover (what a uniform map would put in them).
 
     Returns
     -------
     dict of str to numpy.ndarray
-        ``"central"``, ``"border"``, ``"corners"``: ``(N,)`` float shares in
-        ``[0, 1]`` (central + border = 1); ``nan`` for a map that is all zeros.
+        ``"central"``, ``"border"``, ``"corners"`` (and ``"lungs"``,
+        ``"lung_area"``): ``(N,)`` float shares in ``[0, 1]`` (central + border
+        = 1); ``nan`` for a map that is all zeros.
 
     Examples
     --------
@@ -114,6 +128,12 @@ def map_shares(maps: np.ndarray, *, border: float = 0.15) -> dict[str, np.ndarra
     >>> maps[0, 0, 0] = 1.0  # all the mass in a corner; map 1 is empty
     >>> {name: values.round(2).tolist() for name, values in map_shares(maps, border=0.2).items()}
     {'central': [0.0, nan], 'border': [1.0, nan], 'corners': [1.0, nan]}
+    >>> lungs = np.zeros((2, 10, 10), dtype=bool)
+    >>> lungs[:, 2:8, 1:9] = True  # 48 of 100 pixels
+    >>> maps[0] = lungs[0]  # a map spread evenly over the lungs
+    >>> shares = map_shares(maps, border=0.2, lung_masks=lungs)
+    >>> float(shares["lungs"][0]), float(shares["lung_area"][0])
+    (1.0, 0.48)
     """
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
@@ -121,11 +141,26 @@ def map_shares(maps: np.ndarray, *, border: float = 0.15) -> dict[str, np.ndarra
         raise ArgumentError(message)
     masks = region_masks(maps.shape[1], border)
     total = maps.sum(axis=(1, 2))
-    shares = {}
-    for name in REGIONS:
-        mass = (maps * masks[name]).sum(axis=(1, 2))
-        shares[name] = np.divide(mass, total, out=np.full(len(maps), np.nan), where=total > 0)
+
+    def share(region: np.ndarray) -> np.ndarray:
+        mass = (maps * region).sum(axis=(1, 2))
+        return np.divide(mass, total, out=np.full(len(maps), np.nan), where=total > 0)
+
+    shares = {name: share(masks[name]) for name in REGIONS}
+    if lung_masks is not None:
+        lung_masks = _check_lung_masks(lung_masks, maps.shape)
+        shares["lungs"] = share(lung_masks)
+        shares["lung_area"] = lung_masks.mean(axis=(1, 2))
     return shares
+
+
+def _check_lung_masks(lung_masks: object, shape: tuple[int, ...]) -> np.ndarray:
+    masks = np.asarray(lung_masks)
+    if masks.shape != tuple(shape):
+        message = (f"Expected one lung mask per map, of the maps' shape {tuple(shape)}. "
+                   f"Received: lung_masks of shape {masks.shape}")
+        raise ArgumentError(message)
+    return masks.astype(bool)
 
 
 @dataclass
@@ -245,8 +280,16 @@ class AuditResult:
     overall : dict
         ``n``, ``n_empty`` and, per region, ``mean`` and ``median`` share over
         all images, e.g. ``overall["central"]["mean"]``.
-    by_true_class, by_predicted_class : dict of str to dict
-        The same per class, by label and by prediction.
+    by_true_class, by_predicted_class, by_source : dict of str to dict
+        The same per class, by label and by prediction, and per source
+        (``"unknown"`` for images without one).
+    lungs_measured : bool
+        Whether the lung fields were segmented: then every stats dict also has
+        ``lungs`` (the share of the map's mass inside the lung fields) and
+        ``lung_area`` (the share of the image they cover: what a uniform map
+        would put there), and each image row ``lung_share`` and ``lung_area``.
+    uniform_lung_share : float
+        The mean lung area of the audited images (``nan`` when not measured).
     n_empty_maps : int
         Maps with no mass (no location raises the class's score): left out of the shares.
     worst : list of dict
@@ -256,7 +299,8 @@ class AuditResult:
     images : list of dict
         One row per image: ``input``, ``source``, ``patient``, ``label``,
         ``predicted``, ``confidence``, ``central_share``, ``border_share``,
-        ``corner_share``, ``ood_score``, ``out_of_distribution``.
+        ``corner_share``, (``lung_share``, ``lung_area``,) ``ood_score``,
+        ``out_of_distribution``.
     source_probe : SourceProbe
         See :func:`source_probe`.
     ood : dict
@@ -284,6 +328,9 @@ class AuditResult:
     source_probe: SourceProbe
     ood: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    by_source: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lungs_measured: bool = False
+    uniform_lung_share: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the maps, as JSON-serialisable types (``nan`` becomes ``None``)."""
@@ -293,7 +340,9 @@ class AuditResult:
             "uniform_central_share": self.uniform_central_share,
             "uniform_corner_share": self.uniform_corner_share, "n_images": self.n_images,
             "accuracy": self.accuracy, "overall": self.overall, "by_true_class": self.by_true_class,
-            "by_predicted_class": self.by_predicted_class, "n_empty_maps": self.n_empty_maps,
+            "by_predicted_class": self.by_predicted_class, "by_source": self.by_source,
+            "lungs_measured": self.lungs_measured, "uniform_lung_share": self.uniform_lung_share,
+            "n_empty_maps": self.n_empty_maps,
             "worst": self.worst, "images": self.images, "source_probe": self.source_probe.to_dict(),
             "ood": self.ood, "notes": self.notes,
         })
@@ -306,11 +355,16 @@ class AuditResult:
             (f"Map mass in the central box (the image less {self.border:.0%} = {self.border_pixels} px of "
              f"{self.image_size} on each side; a uniform map puts {self.uniform_central_share:.0%} there and "
              f"{self.uniform_corner_share:.0%} in the four corners):"),
-            f"  {'':<22}{'images':>7}  {'central mean':>12}  {'median':>7}  {'corners mean':>12}",
-            _share_row("all", self.overall),
         ]
+        if self.lungs_measured:
+            lines.append(f"Map mass inside the segmented lung fields, beside their area (a uniform map puts "
+                         f"{self.uniform_lung_share:.0%} there on average):")
+        lines.append(f"  {'':<22}{'images':>7}  {'central mean':>12}  {'median':>7}  {'corners mean':>12}"
+                     + (f"  {'lungs mean':>10}  {'lung area':>9}" if self.lungs_measured else ""))
+        lines.append(_share_row("all", self.overall))
         lines += [_share_row(f"true {name}", stats) for name, stats in self.by_true_class.items()]
         lines += [_share_row(f"predicted {name}", stats) for name, stats in self.by_predicted_class.items()]
+        lines += [_share_row(f"source {name}", stats) for name, stats in self.by_source.items()]
         if self.n_empty_maps:
             lines.append(f"  {self.n_empty_maps} all-zero maps left out")
         if self.worst:
@@ -332,6 +386,7 @@ def audit(
     n_worst: int = 10,
     batch_size: int = 16,
     seed: int = 0,
+    lungs: str | np.ndarray | None = "segment",
 ) -> AuditResult:
     """Look for shortcuts: map mass outside the lungs, visible sources, out-of-distribution images.
 
@@ -363,6 +418,12 @@ def audit(
         Images per forward pass.
     seed : int, default 0
         Seed of the source probe's cross-validation folds.
+    lungs : {"segment", None} or numpy.ndarray, default "segment"
+        The lung fields of the audited images, to measure the map mass inside
+        them: ``"segment"`` segments them with the shipped lung segmenter
+        (:func:`~cxrclassify.segmentation.segment_lungs`), an ``(N, S, S)``
+        boolean array gives them (one per audited image, in order), ``None``
+        skips the measure.
 
     Returns
     -------
@@ -399,7 +460,8 @@ def audit(
         _check_image_size(model, split)
     class_names = list(model.class_names or audited.class_names or
                        [f"class_{index}" for index in range(model.num_classes)])
-    probabilities, pooled, shares = _maps_and_features(model, audited.images, method, border, batch_size)
+    lung_masks = _audited_lungs(lungs, audited, batch_size)
+    probabilities, pooled, shares = _maps_and_features(model, audited.images, method, border, batch_size, lung_masks)
     predicted = probabilities.argmax(axis=1)
     probe_features = np.concatenate([pooled_features(model, split.images, batch_size=batch_size)
                                      for split in others] + [pooled])
@@ -421,6 +483,10 @@ def audit(
         overall=_share_stats(shares, np.ones(len(audited), dtype=bool)),
         by_true_class={name: _share_stats(shares, labels == index) for index, name in enumerate(class_names)},
         by_predicted_class={name: _share_stats(shares, predicted == index) for index, name in enumerate(class_names)},
+        by_source={name: _share_stats(shares, np.asarray([(source or "unknown") == name for source in audited.sources]))
+                   for name in sorted({source or "unknown" for source in audited.sources})},
+        lungs_measured=lung_masks is not None,
+        uniform_lung_share=float(np.mean(shares["lung_area"])) if lung_masks is not None else float("nan"),
         n_empty_maps=int(np.isnan(shares["central"]).sum()), worst=[rows[index] for index in worst_indices],
         worst_maps=worst_maps, images=rows, source_probe=probe, ood=ood,
     )
@@ -567,11 +633,12 @@ def _probe_verdict(probe: SourceProbe) -> str:
 
 
 def _maps_and_features(
-    model: CxrClassifier, images: np.ndarray, method: str, border: float, batch_size: int
+    model: CxrClassifier, images: np.ndarray, method: str, border: float, batch_size: int,
+    lung_masks: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Probabilities, pooled base features and map shares; one pass of the base per batch, then the maps."""
     probabilities, pooled = [], []
-    shares: dict[str, list[np.ndarray]] = {name: [] for name in REGIONS}
+    shares: dict[str, list[np.ndarray]] = defaultdict(list)
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].astype(np.float32)
         features = model.features(batch)
@@ -579,10 +646,25 @@ def _maps_and_features(
         probabilities.append(batch_probabilities)
         pooled.append(pool_features(ops.convert_to_numpy(features)))
         maps = class_activation_maps(model, batch, batch_probabilities.argmax(axis=1), method=method)
-        for name, values in map_shares(maps, border=border).items():
+        batch_lungs = None if lung_masks is None else lung_masks[start:start + batch_size]
+        for name, values in map_shares(maps, border=border, lung_masks=batch_lungs).items():
             shares[name].append(values)
     return (np.concatenate(probabilities), np.concatenate(pooled).astype(np.float32),
             {name: np.concatenate(values) for name, values in shares.items()})
+
+
+def _audited_lungs(lungs: object, audited: ImageSet, batch_size: int) -> np.ndarray | None:
+    """The lung fields of the audited images: segmented, given, or none."""
+    if lungs is None:
+        return None
+    if isinstance(lungs, str):
+        if lungs != "segment":
+            message = f"Expected lungs='segment', None or an array of lung masks. Received: lungs={lungs!r}"
+            raise ArgumentError(message)
+        from ..segmentation import segment_lungs
+
+        return np.asarray(segment_lungs(audited.images, batch_size=batch_size), dtype=bool)
+    return _check_lung_masks(lungs, audited.images.shape[:3])
 
 
 def _ood(model: CxrClassifier, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -605,6 +687,8 @@ def _image_rows(
             "confidence": float(probabilities[index, guess]),
             "central_share": float(shares["central"][index]), "border_share": float(shares["border"][index]),
             "corner_share": float(shares["corners"][index]),
+            **({"lung_share": float(shares["lungs"][index]), "lung_area": float(shares["lung_area"][index])}
+               if "lungs" in shares else {}),
             "ood_score": float(ood_scores[index]), "out_of_distribution": bool(ood_flags[index]),
         }
         for index, (record, label, guess) in enumerate(zip(audited.records, audited.labels, predicted))
@@ -620,7 +704,7 @@ def _least_central(central: np.ndarray, n_worst: int) -> np.ndarray:
 def _share_stats(shares: dict[str, np.ndarray], selected: np.ndarray) -> dict[str, Any]:
     central = shares["central"][selected]
     stats: dict[str, Any] = {"n": int(selected.sum()), "n_empty": int(np.isnan(central).sum())}
-    for name in REGIONS:
+    for name in shares:
         values = shares[name][selected]
         values = values[np.isfinite(values)]
         stats[name] = {"mean": float(values.mean()) if len(values) else float("nan"),
@@ -637,6 +721,13 @@ def _notes(result: AuditResult) -> list[str]:
             notes.append(f"maps of images predicted {name} put little more mass in the central box ({share:.0%}) than a "
                          f"uniform map ({uniform:.0%}), or less: the model may rely on the borders (markers, text, "
                          "collimation) for this class; look at the least central images")
+    if result.lungs_measured:
+        for name, stats in result.by_predicted_class.items():
+            inside, area = stats["lungs"]["mean"], stats["lung_area"]["mean"]
+            if stats["n"] and math.isfinite(inside) and inside < area + _LUNG_MARGIN:
+                notes.append(f"maps of images predicted {name} put no more mass inside the lung fields ({inside:.0%}) "
+                             f"than a uniform map would ({area:.0%}): the model may decide this class from outside "
+                             "the lungs (heart, markers, text, edges)")
     if result.n_empty_maps:
         notes.append(f"{result.n_empty_maps} of {result.n_images} maps are all zero (no location raises the "
                      "predicted class's score) and are left out of the shares")
@@ -649,8 +740,11 @@ def _share_row(name: str, stats: dict[str, Any]) -> str:
     def percent(value: float) -> str:
         return "-" if not math.isfinite(value) else f"{value:.1%}"
 
-    return (f"  {name:<22}{stats['n']:>7}  {percent(stats['central']['mean']):>12}  "
-            f"{percent(stats['central']['median']):>7}  {percent(stats['corners']['mean']):>12}")
+    row = (f"  {name:<22}{stats['n']:>7}  {percent(stats['central']['mean']):>12}  "
+           f"{percent(stats['central']['median']):>7}  {percent(stats['corners']['mean']):>12}")
+    if "lungs" in stats:
+        row += f"  {percent(stats['lungs']['mean']):>10}  {percent(stats['lung_area']['mean']):>9}"
+    return row
 
 
 def _ood_line(ood: dict[str, Any], n_images: int) -> str:

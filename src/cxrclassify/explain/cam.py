@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ..datasets._images import ImageInput, resize, to_rgb_uint8
+from ..datasets._images import ImageInput, to_rgb_uint8
 from ..exceptions import ArgumentError, DataWarning, ModelError
 from ..inference import (
     PredictInput,
@@ -42,6 +42,7 @@ from ..inference import (
     _forward,
     _predictions,
     _skipped_summary,
+    model_inputs,
 )
 from ..models import CxrClassifier
 from ..plots import _get_colormap, plot_cam_grid
@@ -186,10 +187,12 @@ def _is_single_image(images: object) -> bool:
 class _Batch:
     """Images decoded at their own size, their indices in the input, and the batch at the model's size."""
 
-    def __init__(self, indices: list[int], originals: list[np.ndarray], inputs: np.ndarray):
+    def __init__(self, indices: list[int], originals: list[np.ndarray], inputs: np.ndarray,
+                 boxes: list[tuple[int, int, int, int]]):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.originals = originals
         self.inputs = inputs
+        self.boxes = boxes
 
 
 def _decoded_batches(
@@ -204,7 +207,7 @@ def _decoded_batches(
     names = names if names is not None else [f"<input {index}>" for index in range(len(items))]
     skipped = skipped if skipped is not None else []
     for indices, originals in _decoded_chunks(items, names, batch_size, on_error, skipped):
-        yield _Batch(indices, originals, np.stack([resize(rgb, model.image_size) for rgb in originals]))
+        yield _Batch(indices, originals, *model_inputs(model, originals))
 
 
 def _batch_heatmaps(
@@ -212,7 +215,18 @@ def _batch_heatmaps(
 ) -> list[np.ndarray]:
     classes = None if chosen is None else chosen[batch.indices]
     maps = class_activation_maps(model, batch.inputs, classes, method=method, layer=layer, max_channels=max_channels)
-    return [_resize_heatmap(heatmap, rgb.shape[:2]) for heatmap, rgb in zip(maps, batch.originals)]
+    return [_heatmap_on_image(heatmap, rgb.shape[:2], box) for heatmap, rgb, box in
+            zip(maps, batch.originals, batch.boxes)]
+
+
+def _heatmap_on_image(heatmap: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:
+    """A map of the model's input placed on the whole image: resized into ``box`` (the lung crop), zero outside."""
+    top, left, bottom, right = box
+    if (top, left, bottom, right) == (0, 0, *size):
+        return _resize_heatmap(heatmap, size)
+    placed = np.zeros(size, dtype=np.float32)
+    placed[top:bottom, left:right] = _resize_heatmap(heatmap, (bottom - top, right - left))
+    return placed
 
 
 def explain_images(

@@ -15,6 +15,7 @@ from keras import ops
 
 from .._version import __version__
 from ..augment import derive_seed
+from ..segmentation.options import check_lungs
 from ..exceptions import ArgumentError, ArgumentTypeError, MissingFileError, ModelError, WeightsUnavailableError
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
@@ -77,6 +78,13 @@ class CxrClassifier(keras.Model):
         restored. ``None`` (the class's default; :func:`build_model`'s is 0):
         Keras's own unseeded draws. Kept in the config, so a reloaded model
         says how it was built.
+    lungs : {None, "crop", "mask"}, optional
+        The lung-field preprocessing its inputs get before they are resized
+        (see :mod:`cxrclassify.segmentation.options`): applied by
+        :func:`~cxrclassify.predict` and :func:`~cxrclassify.grad_cam` to the
+        images they decode, expected of the data :func:`~cxrclassify.train`
+        gets, and kept in the config so a saved model keeps it. Not applied
+        by calling the model on an array: that array is taken as prepared.
     """
 
     def __init__(
@@ -95,11 +103,13 @@ class CxrClassifier(keras.Model):
         metadata: dict[str, Any] | None = None,
         temperature: float = 1.0,
         seed: int | None = None,
+        lungs: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         spec = get_spec(arch)
         self.seed = _check_seed(seed)
+        self.lungs = check_lungs(lungs)
         self.arch = spec.name
         self.num_classes = _check_num_classes(num_classes)
         self.class_names = None if class_names is None else _check_class_names(class_names, num_classes)
@@ -213,6 +223,7 @@ class CxrClassifier(keras.Model):
             "metadata": self.metadata,
             "temperature": self.temperature,
             "seed": self.seed,
+            "lungs": self.lungs,
         }
 
     @classmethod
@@ -235,6 +246,7 @@ def build_model(
     trainable_blocks: int | None = None,
     weights_mirror: str | os.PathLike[str] | None = None,
     seed: int | None = 0,
+    lungs: str | None = None,
 ) -> CxrClassifier:
     """Build a transfer-learning classifier: a frozen ImageNet base and a fully connected head.
 
@@ -285,6 +297,12 @@ def build_model(
         ``keras.utils.set_random_seed`` was called first. Recorded in
         ``get_config()``. :func:`~cxrclassify.train`'s own ``seed`` seeds what
         is drawn while training; a run repeats when both are the same.
+    lungs : {None, "crop", "mask"}, optional
+        Lung-field preprocessing of its inputs: crop each image to the box of
+        its segmented lungs, or black out what is not lung, before resizing
+        (see :mod:`cxrclassify.segmentation.options`). Kept in the model:
+        ``predict`` and ``grad_cam`` apply it; load training data with the
+        same ``load_datasets(..., lungs=...)`` (``train`` checks).
 
     Returns
     -------
@@ -349,6 +367,7 @@ def build_model(
         base_trainable=trainable_blocks if trainable_blocks is not None else not freeze_base,
         metadata={"base_weights": weights_description, "cxrclassify_version": __version__},
         seed=seed,
+        lungs=lungs,
     )
 
 
