@@ -296,13 +296,7 @@ def _sites_to_hold_out(pooled: ImageSet, sites: Sequence[str] | None) -> list[st
             f"Received: sites={present} and {without} images without a site"
         )
         raise DataError(message)
-    if sites is None:
-        return present
-    unknown = [site for site in sites if site not in present]
-    if unknown:
-        message = f"Expected sites among {present}. Received: sources={list(sites)}"
-        raise DataError(message)
-    return list(sites)
+    return _requested(present, sites, "sites")
 
 
 def _sources_to_hold_out(pooled: ImageSet, sources: Sequence[str] | None) -> list[str]:
@@ -317,13 +311,17 @@ def _sources_to_hold_out(pooled: ImageSet, sources: Sequence[str] | None) -> lis
     if len(present) < 2:
         message = f"Expected images from at least two sources. Received: sources={present}"
         raise DataError(message)
-    if sources is None:
+    return _requested(present, sources, "sources")
+
+
+def _requested(present: list[str], requested: Sequence[str] | None, kind: str) -> list[str]:
+    """``requested`` (the ``sources`` argument) if all are among ``present``; all of ``present`` when None."""
+    if requested is None:
         return present
-    unknown = [source for source in sources if source not in present]
-    if unknown:
-        message = f"Expected sources among {present}. Received: sources={list(sources)}"
+    if any(key not in present for key in requested):
+        message = f"Expected {kind} among {present}. Received: sources={list(requested)}"
         raise DataError(message)
-    return list(sources)
+    return list(requested)
 
 
 def _run_fold(pooled: ImageSet, keys: Sequence[str | None], source: str, model: str | ModelFactory, *, by: str,
