@@ -25,8 +25,13 @@ training or validation image shares a joined patient with a test image. Variants
 [-multisource][-sitebalanced]`` (``fit_linear_head`` on pooled features, class-balanced, C by validation
 log-loss, optionally ``balancing_weights(..., sites=...)``), ``gap-recommended`` (``cxrclassify.train(...,
 recipe="recommended")``, a Keras GAP head; MobileNetV2, a/b1/c) and ``finetune`` (``train_two_stage``,
-top 2 blocks; MobileNetV2, a/b1). Each linear variant also gets an OOD column: ``MahalanobisOOD`` fitted on
-the training features, its threshold the 95th percentile of the validation scores.
+top 2 blocks; MobileNetV2). Each linear variant also gets OOD columns: ``MahalanobisOOD`` fitted on the training
+features and a nearest-neighbour score (k = 1 and 10), each threshold the 95th percentile of the validation
+scores; the Keras variants report their own (Mahalanobis) flag.
+
+* ``d-kermany`` / ``d-ieee8023`` / ``d-nih``: normal X-rays of a hospital the model never saw a normal from
+  (Kermany's children and ieee8023's own No Finding adults for the ``a`` model, NIH's adults for the ``c``
+  model): the share called normal, and the share right or flagged out of distribution.
 
 Results are merged into ``benchmarks/results/recipes_seed0.json`` (one entry per base and variant, each
 with its command and wall time), so that runs can be split (whole images first, lungs when the segmenter
@@ -106,10 +111,10 @@ def _variants() -> dict[str, Variant]:
             for site_balanced in (False, True):
                 name = "linear" + (f"-{lungs}" if lungs else "") + ("-multisource" if multisource else "") + (
                     "-sitebalanced" if site_balanced else "")
-                experiments = ("a", "b1", "b2") + (() if multisource or site_balanced else ("c",))
+                experiments = ("a", "b1", "b2", "d") + (() if multisource or site_balanced else ("c",))
                 found[name] = Variant(name, "linear", lungs, multisource, site_balanced, experiments)
-    found["gap-recommended"] = Variant("gap-recommended", "gap-recommended", experiments=("a", "b1", "c"))
-    found["finetune"] = Variant("finetune", "finetune", experiments=("a", "b1"))
+    found["gap-recommended"] = Variant("gap-recommended", "gap-recommended", experiments=("a", "b1", "b2", "c", "d"))
+    found["finetune"] = Variant("finetune", "finetune", experiments=("a", "b1", "b2", "d"))
     return found
 
 
@@ -296,10 +301,15 @@ class Experiment:
     held_out: list[str]  # the test images of the unseen source or site (empty for a and c)
     site: str | None = None  # a site left out of training (any source)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: "classes" (scored by macro F1) or "normals" (an unseen hospital's normal X-rays: right or flagged)
+    kind: str = "classes"
+    #: for "normals": training images that must not be used when multisource (they are the test)
+    exclude_from_extras: tuple[str, ...] = ()
 
     def training(self, data: Data, multisource: bool) -> list[str]:
-        return self._filtered(data, self.train + (self.extras if multisource else []), "train" + (
-            "+extras" if multisource else ""))
+        excluded = set(self.exclude_from_extras)
+        extras = [p for p in self.extras if p not in excluded] if multisource else []
+        return self._filtered(data, self.train + extras, "train" + ("+extras" if multisource else ""))
 
     def validation_set(self, data: Data) -> list[str]:
         return self._filtered(data, self.validation, "validation", forbid_validation=False)
@@ -341,7 +351,33 @@ def build_experiments(data: Data, n_sites: int) -> tuple[dict[str, Experiment], 
     s_train, s_validation, s_test = data.splits["soares2020"]
     experiments["c"] = Experiment("c", "soares2020 (ieee8023 COVID-19 vs Kermany children), its own patient split "
                                   "80/10/10, seed 0, 224 px", s_train, [], s_validation, s_test, [])
+    experiments.update(normals_experiments(data, experiments))
     return experiments, sites
+
+
+def normals_experiments(data: Data, experiments: dict[str, Experiment]) -> dict[str, Experiment]:
+    """(d) normal X-rays of a hospital the model never saw a normal from: right, or flagged OOD.
+
+    * ``d-kermany``: the (a) model (adult) on the soares2020 pool's Kermany normals (Guangzhou, children);
+    * ``d-ieee8023``: the (a) model on ieee8023's own adult "No Finding" frontal images (the sites its
+      COVID-19 images come from; left out of the multi-source extras, since they are the test);
+    * ``d-nih``: the (c) model (the paper's composite) on the (a) test split's NIH normals (adults).
+    """
+    a, c = experiments["a"], experiments["c"]
+    kermany = [p for p in data.pools["soares2020"] if data.records[p].source == "kermany"
+               and data.records[p].label == "normal"]
+    ieee_normals = [p for p in data.pools["ieee_other"] if data.records[p].label == "normal"]
+    nih_normals = [p for p in a.test if data.records[p].source == "nih" and data.records[p].label == "normal"]
+    found = {}
+    for name, model_of, test, described in (
+            ("d-kermany", a, kermany, "the (a) model on Kermany's normals (an unseen hospital; children)"),
+            ("d-ieee8023", a, ieee_normals, "the (a) model on ieee8023's adult No Finding images (sites seen only "
+             "for COVID-19)"),
+            ("d-nih", c, nih_normals, "the (c) model on the (a) test split's NIH normals (an unseen hospital; "
+             "adults)")):
+        found[name] = Experiment(name, described, model_of.train, model_of.extras, model_of.validation, test,
+                                 list(test), kind="normals", exclude_from_extras=tuple(test))
+    return found
 
 
 # ------------------------------------------------------------------------------------------- features
@@ -475,25 +511,84 @@ def _proportion(successes: int, trials: int) -> dict[str, Any]:
             "ci": list(wilson_interval(successes, trials))}
 
 
-def ood_flags(train_x, train_y, validation_x, test_x, test_paths: list[str], held_out: list[str],
-              data: Data) -> dict[str, Any]:
+class NearestNeighbourOOD:
+    """Distance to the k-th nearest training image in cosine terms (Sun et al. 2022, "deep nearest neighbours"):
+    the score of ``cxrclassify.models.NearestNeighbourOOD`` (``build_model(..., ood="knn")``) computed in float64
+    with every training image kept (the library's layer keeps up to 2,048 in float16), its threshold set the same
+    way; measured beside the library's default Mahalanobis score."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def fit(self, train_x: np.ndarray, validation_x: np.ndarray, quantile: float = 0.95) -> None:
+        self.reference = self._normalised(train_x)
+        self.threshold = float(np.quantile(self.score(validation_x), quantile))
+
+    @staticmethod
+    def _normalised(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        similarities = self._normalised(x) @ self.reference.T
+        k = min(self.k, similarities.shape[1])
+        return -np.partition(similarities, similarities.shape[1] - k, axis=1)[:, similarities.shape[1] - k]
+
+
+OOD_METHODS = ("mahalanobis", "knn1", "knn10")
+
+
+def ood_scores(train_x, train_y, validation_x, test_x) -> dict[str, tuple[np.ndarray, float]]:
+    """Each OOD method's test scores and threshold (the 95th percentile of the validation scores)."""
     from cxrclassify.models.ood import MahalanobisOOD
 
     layer = MahalanobisOOD(len(CLASSES), train_x.shape[1])
     layer.fit(train_x, train_y, validation_x, quantile=0.95)
-    flags = layer.is_out_of_distribution(layer.score(test_x))
+    found = {"mahalanobis": (layer.score(test_x), layer.threshold)}
+    for k in (1, 10):
+        neighbours = NearestNeighbourOOD(k)
+        neighbours.fit(train_x, validation_x, quantile=0.95)
+        found[f"knn{k}"] = (neighbours.score(test_x), neighbours.threshold)
+    return found
+
+
+def ood_flags(scores: dict[str, tuple[np.ndarray, float]], test_paths: list[str], held_out: list[str],
+              data: Data) -> dict[str, Any]:
+    """The library's flag (Mahalanobis) in full, and each method's shares and held-out-vs-rest AUROC."""
+    from sklearn.metrics import roc_auc_score
+
     held = set(held_out)
     mask = np.array([p in held for p in test_paths], dtype=bool)
-    result = {"threshold": layer.threshold, "test": _proportion(int(flags.sum()), len(flags)),
-              "by_source": {}}
     sources = np.array([data.records[p].source or "unknown" for p in test_paths])
-    for source in sorted(set(sources.tolist())):
-        chosen = sources == source
-        result["by_source"][source] = _proportion(int(flags[chosen].sum()), int(chosen.sum()))
-    if held_out:
-        result["held_out"] = _proportion(int(flags[mask].sum()), int(mask.sum()))
-        result["other_test"] = _proportion(int(flags[~mask].sum()), int((~mask).sum()))
-    result["_flags"] = flags
+    result: dict[str, Any] = {"methods": {}}
+    for method, (score, threshold) in scores.items():
+        flags = score > threshold
+        entry = {"threshold": float(threshold), "test": _proportion(int(flags.sum()), len(flags))}
+        if held_out and not mask.all():
+            entry["held_out"] = _proportion(int(flags[mask].sum()), int(mask.sum()))
+            entry["other_test"] = _proportion(int(flags[~mask].sum()), int((~mask).sum()))
+            entry["auroc_held_out_vs_other"] = float(roc_auc_score(mask, score))
+        result["methods"][method] = entry
+        if method == "mahalanobis":
+            result.update({k: v for k, v in entry.items()})
+            result["by_source"] = {source: _proportion(int(flags[sources == source].sum()), int((sources == source).sum()))
+                                   for source in sorted(set(sources.tolist()))}
+            result["_flags"] = flags
+    result["_all_flags"] = {method: score > threshold for method, (score, threshold) in scores.items()}
+    return result
+
+
+def normals_result(data: Data, paths: list[str], probabilities: np.ndarray,
+                   flags: dict[str, np.ndarray]) -> dict[str, Any]:
+    """An unseen hospital's normal X-rays: what they are called, and the share right or flagged per OOD method."""
+    called = probabilities.argmax(axis=1)
+    right = called == CLASSES.index("normal")
+    result = {"n_images": len(paths), "n_patients": len({data.group[p] for p in paths}),
+              "sources": dict(Counter(data.records[p].source for p in paths)),
+              "called": {name: _proportion(int((called == index).sum()), len(paths)) for index, name in
+                         enumerate(CLASSES)},
+              "right": _proportion(int(right.sum()), len(paths)),
+              "flagged": {m: _proportion(int(f.sum()), len(paths)) for m, f in flags.items()},
+              "right_or_flagged": {m: _proportion(int((right | f).sum()), len(paths)) for m, f in flags.items()}}
     return result
 
 
@@ -522,10 +617,14 @@ def run_linear(variant: Variant, base: str, data: Data, experiments: dict[str, E
                 head = fit_linear_head(train_x, train_y, num_classes=len(CLASSES), sample_weight=weights,
                                        validation=(validation_x, validation_y))
             probabilities = head.predict_proba(test_x)
-        result = evaluate(data, test, probabilities, experiment.held_out)
         with Timer() as ood_timer:
-            ood = ood_flags(train_x, train_y, validation_x, test_x, test, experiment.held_out, data)
+            ood = ood_flags(ood_scores(train_x, train_y, validation_x, test_x), test, experiment.held_out, data)
+        all_flags = ood.pop("_all_flags")
         ood.pop("_flags")
+        if experiment.kind == "normals":
+            result = normals_result(data, test, probabilities, all_flags)
+        else:
+            result = evaluate(data, test, probabilities, experiment.held_out)
         result.update({"c": head.c, "validation_log_loss": head.validation_log_loss, "ood": ood,
                        "fit_seconds": round(timer.seconds, 2), "ood_seconds": round(ood_timer.seconds, 2),
                        "train_counts": _counts([data.records[p] for p in train]),
@@ -548,6 +647,7 @@ def pooled_b2(data: Data, folds: list) -> dict[str, Any]:
     held_paths, held_probabilities = [], []
     control_probabilities: dict[str, list[np.ndarray]] = defaultdict(list)
     ood_held, ood_held_of = 0, 0
+    methods: dict[str, list[int]] = {}
     for experiment, probabilities, ood in folds:
         held = set(experiment.held_out)
         for path, row in zip(experiment.test, probabilities):
@@ -558,11 +658,16 @@ def pooled_b2(data: Data, folds: list) -> dict[str, Any]:
                 control_probabilities[path].append(row)
         ood_held += ood["held_out"]["n"]
         ood_held_of += ood["held_out"]["of"]
+        for method, entry in ood.get("methods", {}).items():
+            counts = methods.setdefault(method, [0, 0])
+            counts[0] += entry["held_out"]["n"]
+            counts[1] += entry["held_out"]["of"]
     controls = sorted(control_probabilities)
     paths = held_paths + controls
     probabilities = np.stack(held_probabilities + [np.mean(control_probabilities[p], axis=0) for p in controls])
     result = evaluate(data, paths, probabilities, held_paths)
-    result["ood"] = {"held_out": _proportion(ood_held, ood_held_of)}
+    result["ood"] = {"held_out": _proportion(ood_held, ood_held_of),
+                     "methods": {m: {"held_out": _proportion(n, of)} for m, (n, of) in methods.items()}}
     result["folds"] = [experiment.name for experiment, _, _ in folds]
     return result
 
@@ -570,16 +675,24 @@ def pooled_b2(data: Data, folds: list) -> dict[str, Any]:
 def run_keras(variant: Variant, base: str, data: Data, experiments: dict[str, Experiment], stores: dict,
               wanted: list[str], finetune_epochs: int) -> dict[str, Any]:
     import keras
-    from keras import ops
 
     import cxrclassify
     from cxrclassify.training import train_two_stage
 
     store = stores[(base, None)]
-    results = {}
+    results: dict[str, Any] = {}
+    fold_outputs = []
+    trained: dict[tuple, tuple] = {}
     for name in wanted:
         experiment = experiments[name]
         train, validation, test = experiment.training(data, False), experiment.validation_set(data), experiment.test
+        trained_key = (tuple(train), tuple(validation))
+        if trained_key in trained:  # the (d) tests reuse the (a) and (c) models
+            model, history, seconds = trained[trained_key]
+            result = _keras_result(variant, data, experiment, model, store, test, history, seconds)
+            results[name] = result
+            log(f"  {base} {variant.name} {name}: {_brief(result)} (model of an earlier experiment)")
+            continue
         keras.utils.set_random_seed(SEED)
         settings = BASES[base]
         model = cxrclassify.build_model(settings["arch"], 3, weights=settings["weights"],
@@ -594,32 +707,65 @@ def run_keras(variant: Variant, base: str, data: Data, experiments: dict[str, Ex
             else:
                 history = train_two_stage(model, pair, head_epochs=80, fine_tune_epochs=finetune_epochs,
                                           fine_tune_blocks=2, cache_dir=CACHE / "keras_features", **options)
-        shortcut_error = None
-        with Timer() as predicting:
-            if variant.kind == "gap-recommended":
-                # The base is frozen: its pooled features are the cached ones (the GAP of a 1 x 1 map is itself).
-                test_x = store.get(data, test)
-                probabilities = ops.convert_to_numpy(model.probabilities_from_features(test_x[:, None, None, :]))
-                check = data.image_set(test[:8]).images.astype(np.float32)
-                shortcut_error = float(np.abs(ops.convert_to_numpy(model(check)) - probabilities[:8]).max())
-            else:
-                images = data.image_set(test).images
-                probabilities = np.concatenate([ops.convert_to_numpy(model(images[i:i + 32].astype(np.float32)))
-                                                for i in range(0, len(images), 32)])
-        result = evaluate(data, test, probabilities, experiment.held_out)
-        result.update({"train_seconds": round(timer.seconds, 1), "predict_seconds": round(predicting.seconds, 1),
-                       "epochs_run": len(history.get("loss", [])), "stages": history.get("stage"),
-                       "max_probability_difference_cached_vs_images": shortcut_error if variant.kind ==
-                       "gap-recommended" else None,
-                       "train_counts": _counts([data.records[p] for p in train]),
-                       "test_counts": _counts([data.records[p] for p in test]),
-                       "dropped_for_leaks": dict(experiment.dropped)})
+        trained[trained_key] = (model, history, timer.seconds)
+        result = _keras_result(variant, data, experiment, model, store, test, history, timer.seconds)
+        if name.startswith("b2-"):
+            fold_outputs.append((experiment, result.pop("_probabilities"), result["ood"]))
+        result.pop("_probabilities", None)
         results[name] = result
         log(f"  {base} {variant.name} {name}: {_brief(result)} ({timer.seconds:.0f} s)")
+    if fold_outputs:
+        results["b2-pooled"] = pooled_b2(data, fold_outputs)
+        log(f"  {base} {variant.name} b2-pooled: {_brief(results['b2-pooled'])}")
     return results
 
 
+def _keras_result(variant: Variant, data: Data, experiment: Experiment, model, store: FeatureStore,
+                  test: list[str], history: dict, train_seconds: float) -> dict[str, Any]:
+    """A trained Keras classifier's probabilities, OOD flags and evaluation on one experiment's test images."""
+    from keras import ops
+
+    from cxrclassify.models.ood import pooled_features
+
+    train = experiment.training(data, False)
+    shortcut_error = None
+    with Timer() as predicting:
+        if variant.kind == "gap-recommended":
+            # The base is frozen: its pooled features are the cached ones (the GAP of a 1 x 1 map is itself).
+            test_x = store.get(data, test)
+            probabilities = ops.convert_to_numpy(model.probabilities_from_features(test_x[:, None, None, :]))
+            check = data.image_set(test[:8]).images.astype(np.float32)
+            shortcut_error = float(np.abs(ops.convert_to_numpy(model(check)) - probabilities[:8]).max())
+        else:
+            images = data.image_set(test).images
+            probabilities = np.concatenate([ops.convert_to_numpy(model(images[i:i + 32].astype(np.float32)))
+                                            for i in range(0, len(images), 32)])
+            test_x = pooled_features(model, images, batch_size=32)  # the fine-tuned base's features
+    flags = model.ood.is_out_of_distribution(model.ood.score(test_x))  # the model's own OOD flag
+    if experiment.kind == "normals":
+        result = normals_result(data, test, probabilities, {"mahalanobis": flags})
+    else:
+        result = evaluate(data, test, probabilities, experiment.held_out)
+        held = np.array([p in set(experiment.held_out) for p in test], dtype=bool)
+        result["ood"] = {"threshold": model.ood.threshold, "test": _proportion(int(flags.sum()), len(flags))}
+        if experiment.held_out:
+            result["ood"].update({"held_out": _proportion(int(flags[held].sum()), int(held.sum())),
+                                  "other_test": _proportion(int(flags[~held].sum()), int((~held).sum()))})
+    result.update({"train_seconds": round(train_seconds, 1), "predict_seconds": round(predicting.seconds, 1),
+                   "epochs_run": len(history.get("loss", [])), "stages": history.get("stage"),
+                   "max_probability_difference_cached_vs_images": shortcut_error if variant.kind ==
+                   "gap-recommended" else None,
+                   "train_counts": _counts([data.records[p] for p in train]),
+                   "test_counts": _counts([data.records[p] for p in test]),
+                   "dropped_for_leaks": dict(experiment.dropped)})
+    result["_probabilities"] = probabilities
+    return result
+
+
 def _brief(result: dict[str, Any]) -> str:
+    if "right_or_flagged" in result:
+        return (f"right {result['right']['value']:.2f}, called COVID-19 {result['called']['covid19']['value']:.2f}, "
+                "right or flagged " + ", ".join(f"{m} {p['value']:.2f}" for m, p in result["right_or_flagged"].items()))
     text = f"acc {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f} {_ci(result['macro_f1_ci'])}"
     if "held_out_covid19_recall" in result:
         text += (f", held-out COVID recall {result['held_out_covid19_recall']['value']:.3f}, "
@@ -665,7 +811,7 @@ def main() -> None:
     parser.add_argument("--bases", default="mobilenetv2", help="comma-separated: " + ", ".join(BASES))
     parser.add_argument("--variants", default="all",
                         help="comma-separated names, 'all', 'whole' (no lungs) or 'lungs': " + ", ".join(VARIANTS))
-    parser.add_argument("--experiments", default="a,b1,b2,c", help="comma-separated subset of a, b1, b2, c")
+    parser.add_argument("--experiments", default="a,b1,b2,c,d", help="comma-separated subset of a, b1, b2, c, d")
     parser.add_argument("--quick", action="store_true",
                         help="a small draw of every pool (smoke test); writes to the cache folder, not the results")
     parser.add_argument("--sites", type=int, default=5, help="b2 folds: the largest N ieee8023 COVID-19 sites")
@@ -678,6 +824,7 @@ def main() -> None:
     output = arguments.output or (CACHE / "recipes_quick.json" if arguments.quick else RESULTS)
     if arguments.table:
         print_tables(_load_results(output))
+        print_normals_table(_load_results(output))
         return
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -814,6 +961,48 @@ def print_tables(results: dict[str, Any]) -> None:
                 cells.append(f"{_pct(fold['held_out_covid19_recall'])} / {_f1(fold)}" if fold else "")
             if any(cells):
                 print(f"| `{name}` | " + " | ".join(cells) + " |")
+
+
+def print_normals_table(results: dict[str, Any]) -> None:
+    """(d): an unseen hospital's normal X-rays, right or flagged, per OOD method."""
+    for base, variants in results.get("results", {}).items():
+        print(f"\n#### (d) {BASES[base]['described']}: unseen hospitals' normals, right / right or flagged "
+              "(Mahalanobis, kNN k=1)\n")
+        print("| variant | d-kermany (a model) | d-ieee8023 (a model) | d-nih (c model) |")
+        print("|---|---|---|---|")
+        for name, entry in variants.items():
+            experiments = entry.get("experiments", {})
+            cells = []
+            for test in ("d-kermany", "d-ieee8023", "d-nih"):
+                found = experiments.get(test)
+                if not found:
+                    cells.append("")
+                    continue
+                flagged = found["right_or_flagged"]
+                cell = f"{_pct(found['right'])} / {_short(flagged['mahalanobis'])}"
+                if "knn1" in flagged:
+                    cell += f", kNN {_short(flagged['knn1'])}"
+                cells.append(cell + f"; called COVID-19 {found['called']['covid19']['value']:.0%}")
+            if any(cells):
+                print(f"| `{name}` | " + " | ".join(cells) + " |")
+        print(f"\n#### OOD methods, {BASES[base]['described']}: held-out images flagged / other test images "
+              "flagged, AUROC held-out against the rest\n")
+        print("| variant | experiment | " + " | ".join(OOD_METHODS) + " |")
+        print("|---|---|" + "---|" * len(OOD_METHODS))
+        for name, entry in variants.items():
+            for test, found in entry.get("experiments", {}).items():
+                methods = found.get("ood", {}).get("methods", {})
+                if not test.startswith("b") or test == "b2-pooled" or not methods:
+                    continue
+                cells = [f"{_short(methods[m]['held_out'])} / {_short(methods[m]['other_test'])}, "
+                         f"{methods[m]['auroc_held_out_vs_other']:.2f}" if m in methods else "" for m in OOD_METHODS]
+                print(f"| `{name}` | {test} | " + " | ".join(cells) + " |")
+
+
+def _short(p: dict | None) -> str:
+    if not p or p.get("value") is None:
+        return "n/a"
+    return f"{p['value']:.0%} ({p['n']}/{p['of']})"
 
 
 if __name__ == "__main__":

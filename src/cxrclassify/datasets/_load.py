@@ -15,11 +15,18 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..exceptions import ArgumentError, ArgumentTypeError, DataError, DuplicateImageWarning, SplitWarning
+from ..exceptions import (
+    ArgumentError,
+    ArgumentTypeError,
+    ConfoundingWarning,
+    DataError,
+    DuplicateImageWarning,
+    SplitWarning,
+)
 from ._images import read_image, resize
 from .._download import get_data_home
 from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
-from .bimcv import TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
+from .bimcv import BIMCV_IMAGE_SIZE, TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
 from .folder import PatientNaming, assign_patients, records_from_folder
 from .splits import (
     DuplicatePair,
@@ -124,6 +131,7 @@ def load_datasets(
     patients: PatientNaming | None = None,
     join_duplicates: bool = True,
     lungs: str | None = None,
+    common_resolution: int | None = None,
     class_names: Sequence[str] | None = None,
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
@@ -184,6 +192,14 @@ def load_datasets(
         its segmented lung fields, or black out what is not lung (see
         :mod:`cxrclassify.segmentation.options`); use the model's
         ``lungs``. The patient joins look at the whole images.
+    common_resolution : int, optional
+        Bring every image to ``common_resolution`` x ``common_resolution``
+        first, whatever its source, then to ``image_size``: when one source's
+        images are small (BIMCV's are 224 x 224 upstream) and another's large,
+        the sharpness of a resized image tells the sources, and so the classes,
+        apart. Warned about (:class:`~cxrclassify.exceptions.ConfoundingWarning`)
+        when such a source is loaded without it. Pass the same resizing to
+        images given to :func:`~cxrclassify.predict` (see :doc:`/datasets`).
     class_names : sequence of str, optional
         Class names in the order of the model's outputs; by default the sorted
         labels found. Labels not listed raise a :class:`~cxrclassify.exceptions.DataError`.
@@ -258,8 +274,10 @@ def load_datasets(
     names = _resolve_class_names(samples, class_names)
     labels = np.array([names.index(sample.label) for sample in samples], dtype=np.int64)
     lungs = _check_lungs(lungs)
+    common_resolution = _check_common_resolution(common_resolution)
+    _warn_if_resolution_tells_sources(samples, common_resolution)
     assigned = _manifest_splits(source, samples)
-    images, prepared = _decode(samples, image_size, lungs, progress)
+    images, prepared = _decode(samples, image_size, lungs, progress, common_resolution=common_resolution)
     joins: list[GroupJoin] = []
     if assigned is None:
         if split_by == "patient":
@@ -422,13 +440,15 @@ def _report_duplicates(data: DatasetSplits) -> list[DuplicatePair]:
 
 def decode_records(
     samples: Sequence[Sample], image_size: int, *, lungs: str | None = None, progress: bool = True,
-    chunk_size: int = 32,
+    chunk_size: int = 32, common_resolution: int | None = None,
 ) -> np.ndarray:
     """Decode and resize the images of ``samples`` into one ``(N, S, S, 3)`` ``uint8`` array.
 
     With ``lungs="crop"`` or ``"mask"``, each image is cropped to its lung box
     or masked outside its lungs before resizing (``chunk_size`` images are
     segmented at a time; see :func:`~cxrclassify.segmentation.options.prepare_lung_fields`).
+    With ``common_resolution``, each image is first resized to that square side
+    (see :func:`load_datasets`).
 
     Examples
     --------
@@ -436,11 +456,46 @@ def decode_records(
     >>> decode_records(sample_records()[:2], 32, progress=False).shape
     (2, 32, 32, 3)
     """
-    return _decode(samples, image_size, _check_lungs(lungs), progress, chunk_size)[1]
+    return _decode(samples, image_size, _check_lungs(lungs), progress, chunk_size,
+                   common_resolution=_check_common_resolution(common_resolution))[1]
+
+
+def _check_common_resolution(common_resolution: object) -> int | None:
+    if common_resolution is None:
+        return None
+    if isinstance(common_resolution, bool) or not isinstance(common_resolution, (int, np.integer)) or not (
+            8 <= common_resolution <= 4096):
+        message = ("Expected common_resolution to be None or a whole number of pixels in 8..4096. "
+                   f"Received: common_resolution={common_resolution!r}")
+        raise ArgumentError(message)
+    return int(common_resolution)
+
+
+#: Sources whose every image has one small upstream size (side in pixels).
+SMALL_SOURCE_RESOLUTION = {source: min(BIMCV_IMAGE_SIZE) for source in TRAINING_ONLY_SOURCES}
+
+
+def _warn_if_resolution_tells_sources(samples: Sequence[Sample], common_resolution: int | None) -> None:
+    small = sorted({sample.source for sample in samples if sample.source in SMALL_SOURCE_RESOLUTION})
+    others = {sample.source for sample in samples} - set(small)
+    if not small or not others:
+        return
+    side = min(SMALL_SOURCE_RESOLUTION[source] for source in small)
+    if common_resolution is not None and common_resolution <= side:
+        return
+    warnings.warn(
+        f"Sources {small} are {side} x {side} px upstream while {sorted(map(str, others))} are not: resized to one "
+        "size, their sharpness tells the sources (and so the classes) apart. Pass "
+        f"common_resolution={side} (or lower) to bring every image to the same resolution first. "
+        f"Received: common_resolution={common_resolution!r}",
+        ConfoundingWarning,
+        stacklevel=3,
+    )
 
 
 def _decode(
-    samples: Sequence[Sample], image_size: int, lungs: str | None, progress: bool, chunk_size: int = 32
+    samples: Sequence[Sample], image_size: int, lungs: str | None, progress: bool, chunk_size: int = 32,
+    *, common_resolution: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The whole images and the ``lungs``-prepared ones (the same array when ``lungs`` is None), each file read once."""
     whole = np.empty((len(samples), image_size, image_size, 3), dtype=np.uint8)
@@ -449,6 +504,8 @@ def _decode(
     with tqdm(total=len(samples), desc=description, unit="img", disable=not progress) as bar:
         for start in range(0, len(samples), chunk_size):
             chunk = [read_image(sample.path) for sample in samples[start:start + chunk_size]]
+            if common_resolution is not None:
+                chunk = [resize(rgb, common_resolution) for rgb in chunk]
             for offset, rgb in enumerate(chunk):
                 whole[start + offset] = resize(rgb, image_size)
             if lungs is not None:

@@ -5,7 +5,7 @@ from .classifier import CxrClassifier, build_model
 from .heads import HEADS, build_head
 from .io import export_savedmodel, export_tflite, load_model, read_export_metadata, savedmodel_predict, tflite_predict
 from .layers import Preprocessing
-from .ood import MahalanobisOOD, fit_ood, pool_features, pooled_features
+from .ood import MahalanobisOOD, NearestNeighbourOOD, fit_ood, pool_features, pooled_features
 from .pretrained import (
     WEIGHTS_MIRROR_ENV,
     PretrainedCfg,
@@ -20,6 +20,7 @@ from .pretrained import (
 
 __all__ = [
     "MahalanobisOOD",
+    "NearestNeighbourOOD",
     "fit_ood",
     "pool_features",
     "pooled_features",

@@ -20,7 +20,7 @@ from ..exceptions import ArgumentError, ArgumentTypeError, MissingFileError, Mod
 from ._registry import ArchSpec, get_spec
 from .heads import build_head
 from .layers import Preprocessing
-from .ood import MahalanobisOOD
+from .ood import build_ood
 from .pretrained import WEIGHTS_MIRROR_ENV, fetch_pretrained, list_pretrained
 
 __all__ = ["CxrClassifier", "build_model"]
@@ -85,6 +85,9 @@ class CxrClassifier(keras.Model):
         images they decode, expected of the data :func:`~cxrclassify.train`
         gets, and kept in the config so a saved model keeps it. Not applied
         by calling the model on an array: that array is taken as prepared.
+    ood : {"mahalanobis", "knn"}, default "mahalanobis"
+        The out-of-distribution score of its ``ood`` layer (see
+        :mod:`cxrclassify.models.ood`); kept in the config.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class CxrClassifier(keras.Model):
         temperature: float = 1.0,
         seed: int | None = None,
         lungs: str | None = None,
+        ood: str = "mahalanobis",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -129,7 +133,8 @@ class CxrClassifier(keras.Model):
         feature_shape = tuple(self.base.output.shape[1:])
         self.head = build_head(head, feature_shape, self.num_classes, units=self.head_units, dropout=self.dropout,
                                seed=None if self.seed is None else derive_seed(self.seed, "head"))
-        self.ood = MahalanobisOOD(self.num_classes, int(feature_shape[-1]), name="ood")
+        self.ood_method = ood
+        self.ood = build_ood(ood, self.num_classes, int(feature_shape[-1]))
         self.build((None, self.image_size, self.image_size, 3))
 
     @property
@@ -224,6 +229,7 @@ class CxrClassifier(keras.Model):
             "temperature": self.temperature,
             "seed": self.seed,
             "lungs": self.lungs,
+            "ood": self.ood_method,
         }
 
     @classmethod
@@ -247,6 +253,7 @@ def build_model(
     weights_mirror: str | os.PathLike[str] | None = None,
     seed: int | None = 0,
     lungs: str | None = None,
+    ood: str = "mahalanobis",
 ) -> CxrClassifier:
     """Build a transfer-learning classifier: a frozen ImageNet base and a fully connected head.
 
@@ -303,6 +310,12 @@ def build_model(
         (see :mod:`cxrclassify.segmentation.options`). Kept in the model:
         ``predict`` and ``grad_cam`` apply it; load training data with the
         same ``load_datasets(..., lungs=...)`` (``train`` checks).
+    ood : {"mahalanobis", "knn"}, default "mahalanobis"
+        The out-of-distribution score :func:`~cxrclassify.train` fits and
+        :func:`~cxrclassify.predict` reports: the Mahalanobis distance to the
+        nearest class mean, or the cosine distance to the nearest training
+        image, which flags more of an unseen hospital's X-rays on the recipe
+        benchmark (see :mod:`cxrclassify.models.ood`). Kept in the config.
 
     Returns
     -------
@@ -368,6 +381,7 @@ def build_model(
         metadata={"base_weights": weights_description, "cxrclassify_version": __version__},
         seed=seed,
         lungs=lungs,
+        ood=ood,
     )
 
 

@@ -17,6 +17,12 @@ of training), it is saved and reloaded with the model, and
 the threshold: the ``quantile`` (95% by default) of the validation images'
 scores, so that about 5% of in-distribution images are flagged.
 
+:class:`NearestNeighbourOOD` (``build_model(..., ood="knn")``) scores instead the
+cosine distance to the nearest training image (Sun et al., "Out-of-distribution
+detection with deep nearest neighbors", ICML 2022): on the recipe benchmark it
+flags more of an unseen hospital's normal X-rays than the Mahalanobis score at
+the same in-distribution rate (``benchmarks/RESULTS.md``).
+
 A high score means "unlike the training images *as the model sees them*": it
 catches images from another hospital, age group or device only where the
 model's features tell them apart, and says nothing about whether the class is
@@ -35,7 +41,8 @@ from keras import ops
 
 from ..exceptions import ArgumentError, ArgumentTypeError, DataError, TrainingWarning
 
-__all__ = ["MahalanobisOOD", "fit_ood", "pool_features", "pooled_features"]
+__all__ = ["OOD_METHODS", "MahalanobisOOD", "NearestNeighbourOOD", "build_ood", "fit_ood", "pool_features",
+           "pooled_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +241,207 @@ class MahalanobisOOD(keras.layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim}
 
 
+@keras.saving.register_keras_serializable(package="cxrclassify")
+class NearestNeighbourOOD(keras.layers.Layer):
+    """Cosine distance of pooled features to the ``k``-th nearest training image.
+
+    The training images' pooled features, L2-normalised, are kept as reference
+    vectors (at most ``capacity``: a seeded draw of them when there are more),
+    stored in float16 with the model (``capacity * d * 2`` bytes: 5 MB for
+    MobileNetV2's 1,280 channels at the default 2,048). An image's score is
+    ``1 - cos(x, r_k)`` with ``r_k`` its ``k``-th most similar reference: 0
+    for a copy of a training image, up to 2. Same interface as
+    :class:`MahalanobisOOD` (:meth:`fit`, :meth:`score`,
+    :meth:`is_out_of_distribution`, ``threshold``); every score is ``nan``
+    until :meth:`fit`. A cosine distance sees the direction of the features,
+    not their size: an image that only raises every channel together (a
+    brighter copy, say) is not flagged, where the Mahalanobis score may be.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of classes (kept for the common interface; the score ignores labels).
+    feature_dim : int
+        Channels of the base's output.
+    k : int, default 1
+        Which nearest neighbour's distance is the score.
+    capacity : int, default 2048
+        Most reference vectors kept.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.models.ood import NearestNeighbourOOD
+    >>> rng = np.random.default_rng(0)
+    >>> layer = NearestNeighbourOOD(2, 8, capacity=128)
+    >>> train, validation = rng.normal(5, 1, size=(100, 8)), rng.normal(5, 1, size=(40, 8))
+    >>> _ = layer.fit(train, np.arange(100) % 2, validation)
+    >>> near, far = layer.score(np.stack([train[0], -np.ones(8)]))
+    >>> bool(near < layer.threshold < far), layer.n_reference
+    (True, 100)
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int, k: int = 1, capacity: int = 2048, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(trainable=False, **{key: value for key, value in kwargs.items() if key != "trainable"})
+        self.num_classes = _check_positive("num_classes", num_classes)
+        self.feature_dim = _check_positive("feature_dim", feature_dim)
+        self.k = _check_positive("k", k)
+        self.capacity = _check_positive("capacity", capacity)
+        if self.k > self.capacity:
+            message = f"Expected k to be at most capacity ({self.capacity}). Received: k={k!r}"
+            raise ArgumentError(message)
+        self.reference = self.add_weight(shape=(self.capacity, self.feature_dim), initializer="zeros",
+                                         trainable=False, dtype="float16", name="reference")
+        self.valid = self.add_weight(shape=(self.capacity,), initializer="zeros", trainable=False, name="valid")
+        self.cutoff = self.add_weight(shape=(), initializer="zeros", trainable=False, name="threshold")
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.built = True
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has set the reference vectors and the threshold."""
+        return bool(self.fitted.numpy() > 0.5)
+
+    @property
+    def threshold(self) -> float:
+        """Scores above it are flagged as out of distribution; ``nan`` before :meth:`fit`."""
+        return float(self.cutoff.numpy()) if self.is_fitted else float("nan")
+
+    @property
+    def n_reference(self) -> int:
+        """How many training images' features are kept as references."""
+        return int(round(float(ops.convert_to_numpy(ops.sum(self.valid)))))
+
+    def call(self, inputs):
+        features = ops.cast(inputs, "float32")
+        if len(features.shape) == 4:
+            features = ops.mean(features, axis=(1, 2))
+        features = features / ops.maximum(ops.norm(features, axis=-1, keepdims=True), 1e-12)
+        similarities = ops.matmul(features, ops.transpose(ops.cast(self.reference, "float32")))
+        similarities = ops.where(self.valid[None, :] > 0.5, similarities, ops.full_like(similarities, -3.0))
+        kth = ops.top_k(similarities, self.k, sorted=True)[0][:, self.k - 1]
+        scores = ops.maximum(1.0 - kth, 0.0)  # float16 references can give a cosine a little above 1
+        return ops.where(self.fitted > 0.5, scores, ops.full_like(scores, float("nan")))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    score = MahalanobisOOD.score
+    is_out_of_distribution = MahalanobisOOD.is_out_of_distribution
+    _pooled = MahalanobisOOD._pooled
+    _check_labels = MahalanobisOOD._check_labels
+
+    def load_own_variables(self, store) -> None:
+        if len(store.keys()) == 0:
+            logger.info("The saved model has no OOD score: it is left unfitted")
+            return
+        super().load_own_variables(store)
+
+    def fit(
+        self,
+        features_train: np.ndarray,
+        labels_train: np.ndarray,
+        features_validation: np.ndarray | None = None,
+        *,
+        quantile: float = 0.95,
+        seed: int = 0,
+    ) -> NearestNeighbourOOD:
+        """Keep the training features as references and set the threshold.
+
+        Parameters
+        ----------
+        features_train : numpy.ndarray
+            ``(N, d)`` pooled features (or ``(N, h, w, d)`` feature maps) of the training images.
+        labels_train : numpy.ndarray
+            ``(N,)`` class indices (checked, not used by the score).
+        features_validation : numpy.ndarray, optional
+            Features of held-out in-distribution images: the threshold is the
+            ``quantile`` of their scores. Without them, of the training images'
+            scores with each image's own reference left out.
+        quantile : float, default 0.95
+            Share of the reference images scored at or below the threshold.
+        seed : int, default 0
+            Draws the references when there are more training images than ``capacity``.
+
+        Returns
+        -------
+        NearestNeighbourOOD
+            The layer itself.
+
+        Raises
+        ------
+        cxrclassify.exceptions.DataError
+            As :meth:`MahalanobisOOD.fit`, and when there are no more than ``k`` training images.
+        """
+        train = self._pooled(features_train, "features_train")
+        self._check_labels(labels_train, len(train))
+        if not 0.0 < float(quantile) <= 1.0:
+            message = f"Expected quantile in (0, 1]. Received: quantile={quantile!r}"
+            raise DataError(message)
+        if len(train) <= self.k:
+            message = (f"Expected more training images than k={self.k} to fit the nearest-neighbour OOD score. "
+                       f"Received: {len(train)} training images")
+            raise DataError(message)
+        chosen = np.arange(len(train))
+        if len(train) > self.capacity:
+            chosen = np.sort(np.random.default_rng(seed).choice(len(train), self.capacity, replace=False))
+            logger.info("Kept %d of %d training images as OOD references (capacity)", self.capacity, len(train))
+        normalised = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
+        reference = np.zeros((self.capacity, self.feature_dim), dtype=np.float16)
+        reference[:len(chosen)] = normalised[chosen].astype(np.float16)
+        valid = np.zeros(self.capacity, dtype=np.float32)
+        valid[:len(chosen)] = 1.0
+        self.reference.assign(reference)
+        self.valid.assign(valid)
+        self.fitted.assign(1.0)
+        if features_validation is not None and len(features_validation):
+            scores, origin = self.score(self._pooled(features_validation, "features_validation")), "validation"
+        else:
+            scores, origin = self._leave_one_out_scores(normalised, chosen), "training"
+        threshold = float(np.quantile(scores, float(quantile)))
+        self.cutoff.assign(threshold)
+        logger.info("Fitted the nearest-neighbour OOD score (k=%d) on %d images; threshold %.4g = %.3g quantile "
+                    "of the %s scores", self.k, len(train), threshold, quantile, origin)
+        return self
+
+    def _leave_one_out_scores(self, normalised: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+        """Training images' scores, a reference image's own vector left out."""
+        reference = self.reference.numpy()[:len(chosen)].astype(np.float32)
+        similarities = normalised.astype(np.float32) @ reference.T
+        similarities[chosen, np.arange(len(chosen))] = -3.0
+        kth = -np.sort(-similarities, axis=1)[:, self.k - 1]
+        return np.maximum(1.0 - kth, 0.0).astype(np.float32)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim,
+                "k": self.k, "capacity": self.capacity}
+
+
+#: The OOD scores :func:`build_ood` makes, by name.
+OOD_METHODS = {
+    "mahalanobis": "mahalanobis, tied covariance (Ledoit-Wolf), global-average-pooled base features",
+    "knn": "cosine distance to the nearest training image (k=1), L2-normalised global-average-pooled base features",
+}
+
+
+def build_ood(method: str, num_classes: int, feature_dim: int) -> MahalanobisOOD | NearestNeighbourOOD:
+    """The OOD layer of a classifier: ``"mahalanobis"`` (:class:`MahalanobisOOD`) or ``"knn"`` (:class:`NearestNeighbourOOD`).
+
+    Examples
+    --------
+    >>> from cxrclassify.models.ood import build_ood
+    >>> type(build_ood("knn", 3, 16)).__name__
+    'NearestNeighbourOOD'
+    """
+    if method == "mahalanobis":
+        return MahalanobisOOD(num_classes, feature_dim, name="ood")
+    if method == "knn":
+        return NearestNeighbourOOD(num_classes, feature_dim, name="ood")
+    message = f"Expected ood to be one of {sorted(OOD_METHODS)}. Received: ood={method!r}"
+    raise ArgumentError(message)
+
+
 def pool_features(features: np.ndarray) -> np.ndarray:
     """Global average pooling of ``(N, h, w, d)`` feature maps; ``(N, d)`` features are returned as they are.
 
@@ -360,7 +568,7 @@ def fit_ood(
     model.ood.fit(train_features, np.asarray(train_set.labels), validation_features, quantile=quantile)
     record = {
         "fitted": True,
-        "method": "mahalanobis, tied covariance (Ledoit-Wolf), global-average-pooled base features",
+        "method": OOD_METHODS["knn" if isinstance(model.ood, NearestNeighbourOOD) else "mahalanobis"],
         "quantile": float(quantile),
         "threshold": model.ood.threshold,
         "threshold_from": "training" if validation_features is None or not len(validation_features) else "validation",
