@@ -47,8 +47,96 @@ __all__ = ["OOD_METHODS", "MahalanobisOOD", "NearestNeighbourOOD", "build_ood", 
 logger = logging.getLogger(__name__)
 
 
+class _ThresholdedScore(keras.layers.Layer):
+    """What the OOD layers share: a score of pooled features, a threshold, a fitted flag, the input checks.
+
+    Subclasses add their own weights first, then call :meth:`_add_threshold_weights` (the order of a saved
+    model's variables), and implement ``call`` (masked by :meth:`_unless_unfitted`) and ``fit``.
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int, **kwargs: Any):
+        kwargs.setdefault("dtype", "float32")  # statistics need float32, whatever the model's policy
+        super().__init__(trainable=False, **{key: value for key, value in kwargs.items() if key != "trainable"})
+        self.num_classes = _check_positive("num_classes", num_classes)
+        self.feature_dim = _check_positive("feature_dim", feature_dim)
+
+    def _add_threshold_weights(self) -> None:
+        self.cutoff = self.add_weight(shape=(), initializer="zeros", trainable=False, name="threshold")
+        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
+        self.built = True
+
+    def _unless_unfitted(self, scores):
+        return ops.where(self.fitted > 0.5, scores, ops.full_like(scores, float("nan")))
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has set the score's statistics and the threshold."""
+        return bool(self.fitted.numpy() > 0.5)
+
+    @property
+    def threshold(self) -> float:
+        """Scores above it are flagged as out of distribution; ``nan`` before :meth:`fit`."""
+        return float(self.cutoff.numpy()) if self.is_fitted else float("nan")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
+
+    def score(self, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """``(N,)`` float32 scores of ``(N, d)`` pooled features or ``(N, h, w, d)`` feature maps."""
+        features = np.asarray(features)
+        if len(features) == 0:
+            return np.zeros(0, dtype=np.float32)
+        parts = [ops.convert_to_numpy(self(features[start:start + batch_size]))
+                 for start in range(0, len(features), batch_size)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def is_out_of_distribution(self, scores: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: scores above the threshold; all ``False`` before :meth:`fit` (``nan`` scores)."""
+        scores = np.asarray(scores, dtype=np.float32)
+        flags = np.zeros(scores.shape, dtype=bool)
+        if self.is_fitted:
+            np.greater(scores, self.threshold, out=flags, where=np.isfinite(scores))
+        return flags
+
+    def _pooled(self, features: np.ndarray, name: str) -> np.ndarray:
+        pooled = pool_features(features).astype(np.float64)
+        if pooled.ndim != 2 or pooled.shape[1] != self.feature_dim:
+            message = (f"Expected {name} of shape (N, {self.feature_dim}) or (N, h, w, {self.feature_dim}). "
+                       f"Received: {name} of shape {np.shape(features)}")
+            raise DataError(message)
+        return pooled
+
+    def _check_labels(self, labels: np.ndarray, count: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (count,) or count < 2:
+            message = (f"Expected one label per training image and at least two images. Received: "
+                       f"{labels.shape[0] if labels.ndim else 0} labels for {count} images")
+            raise DataError(message)
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= self.num_classes:
+            message = (f"Expected integer class indices in [0, {self.num_classes - 1}]. "
+                       f"Received: labels from {labels.min()} to {labels.max()} ({labels.dtype})")
+            raise DataError(message)
+        return labels.astype(np.int64)
+
+    @staticmethod
+    def _check_quantile(quantile: float) -> None:
+        if not 0.0 < float(quantile) <= 1.0:
+            message = f"Expected quantile in (0, 1]. Received: quantile={quantile!r}"
+            raise DataError(message)
+
+    def load_own_variables(self, store) -> None:
+        if len(store.keys()) == 0:
+            # A classifier saved before the OOD score existed: it loads, unfitted.
+            logger.info("The saved model has no OOD score: it is left unfitted")
+            return
+        super().load_own_variables(store)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim}
+
+
 @keras.saving.register_keras_serializable(package="cxrclassify")
-class MahalanobisOOD(keras.layers.Layer):
+class MahalanobisOOD(_ThresholdedScore):
     """Minimum Mahalanobis distance of pooled features to the class means (tied covariance).
 
     Called on ``(N, d)`` pooled features or ``(N, h, w, d)`` feature maps
@@ -85,27 +173,12 @@ class MahalanobisOOD(keras.layers.Layer):
     """
 
     def __init__(self, num_classes: int, feature_dim: int, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")  # a precision matrix needs float32, whatever the model's policy
-        super().__init__(trainable=False, **{key: value for key, value in kwargs.items() if key != "trainable"})
-        self.num_classes = _check_positive("num_classes", num_classes)
-        self.feature_dim = _check_positive("feature_dim", feature_dim)
+        super().__init__(num_classes, feature_dim, **kwargs)
         self.means = self.add_weight(shape=(self.num_classes, self.feature_dim), initializer="zeros",
                                      trainable=False, name="means")
         self.precision = self.add_weight(shape=(self.feature_dim, self.feature_dim), initializer="zeros",
                                          trainable=False, name="precision")
-        self.cutoff = self.add_weight(shape=(), initializer="zeros", trainable=False, name="threshold")
-        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
-        self.built = True
-
-    @property
-    def is_fitted(self) -> bool:
-        """Whether :meth:`fit` has set the means, the precision matrix and the threshold."""
-        return bool(self.fitted.numpy() > 0.5)
-
-    @property
-    def threshold(self) -> float:
-        """Scores above it are flagged as out of distribution; ``nan`` before :meth:`fit`."""
-        return float(self.cutoff.numpy()) if self.is_fitted else float("nan")
+        self._add_threshold_weights()
 
     def call(self, inputs):
         features = ops.cast(inputs, "float32")
@@ -113,28 +186,7 @@ class MahalanobisOOD(keras.layers.Layer):
             features = ops.mean(features, axis=(1, 2))
         differences = features[:, None, :] - self.means[None, :, :]
         squared = ops.sum(ops.einsum("nkd,de->nke", differences, self.precision) * differences, axis=-1)
-        scores = ops.sqrt(ops.maximum(ops.min(squared, axis=1), 0.0))
-        return ops.where(self.fitted > 0.5, scores, ops.full_like(scores, float("nan")))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],)
-
-    def score(self, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
-        """``(N,)`` float32 scores of ``(N, d)`` pooled features or ``(N, h, w, d)`` feature maps."""
-        features = np.asarray(features)
-        if len(features) == 0:
-            return np.zeros(0, dtype=np.float32)
-        parts = [ops.convert_to_numpy(self(features[start:start + batch_size]))
-                 for start in range(0, len(features), batch_size)]
-        return np.concatenate(parts).astype(np.float32, copy=False)
-
-    def is_out_of_distribution(self, scores: np.ndarray) -> np.ndarray:
-        """``(N,)`` bool: scores above the threshold; all ``False`` before :meth:`fit` (``nan`` scores)."""
-        scores = np.asarray(scores, dtype=np.float32)
-        flags = np.zeros(scores.shape, dtype=bool)
-        if self.is_fitted:
-            np.greater(scores, self.threshold, out=flags, where=np.isfinite(scores))
-        return flags
+        return self._unless_unfitted(ops.sqrt(ops.maximum(ops.min(squared, axis=1), 0.0)))
 
     def fit(
         self,
@@ -177,9 +229,7 @@ class MahalanobisOOD(keras.layers.Layer):
 
         train = self._pooled(features_train, "features_train")
         labels = self._check_labels(labels_train, len(train))
-        if not 0.0 < float(quantile) <= 1.0:
-            message = f"Expected quantile in (0, 1]. Received: quantile={quantile!r}"
-            raise DataError(message)
+        self._check_quantile(quantile)
         means = self._class_means(train, labels)
         centred = train - means[labels]
         precision = LedoitWolf(assume_centered=True).fit(centred).precision_
@@ -198,26 +248,6 @@ class MahalanobisOOD(keras.layers.Layer):
                     "scores", len(train), self.feature_dim, threshold, quantile, origin)
         return self
 
-    def _pooled(self, features: np.ndarray, name: str) -> np.ndarray:
-        pooled = pool_features(features).astype(np.float64)
-        if pooled.ndim != 2 or pooled.shape[1] != self.feature_dim:
-            message = (f"Expected {name} of shape (N, {self.feature_dim}) or (N, h, w, {self.feature_dim}). "
-                       f"Received: {name} of shape {np.shape(features)}")
-            raise DataError(message)
-        return pooled
-
-    def _check_labels(self, labels: np.ndarray, count: int) -> np.ndarray:
-        labels = np.asarray(labels)
-        if labels.shape != (count,) or count < 2:
-            message = (f"Expected one label per training image and at least two images. Received: "
-                       f"{labels.shape[0] if labels.ndim else 0} labels for {count} images")
-            raise DataError(message)
-        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= self.num_classes:
-            message = (f"Expected integer class indices in [0, {self.num_classes - 1}]. "
-                       f"Received: labels from {labels.min()} to {labels.max()} ({labels.dtype})")
-            raise DataError(message)
-        return labels.astype(np.int64)
-
     def _class_means(self, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
         present = np.unique(labels)
         means = np.zeros((self.num_classes, self.feature_dim))
@@ -230,19 +260,10 @@ class MahalanobisOOD(keras.layers.Layer):
             logger.info("Classes %s have no training image: the OOD score ignores them", absent)
         return means
 
-    def load_own_variables(self, store) -> None:
-        if len(store.keys()) == 0:
-            # A classifier saved before the OOD score existed: it loads, unfitted.
-            logger.info("The saved model has no OOD score: it is left unfitted")
-            return
-        super().load_own_variables(store)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim}
 
 
 @keras.saving.register_keras_serializable(package="cxrclassify")
-class NearestNeighbourOOD(keras.layers.Layer):
+class NearestNeighbourOOD(_ThresholdedScore):
     """Cosine distance of pooled features to the ``k``-th nearest training image.
 
     The training images' pooled features, L2-normalised, are kept as reference
@@ -282,10 +303,7 @@ class NearestNeighbourOOD(keras.layers.Layer):
     """
 
     def __init__(self, num_classes: int, feature_dim: int, k: int = 1, capacity: int = 2048, **kwargs: Any):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(trainable=False, **{key: value for key, value in kwargs.items() if key != "trainable"})
-        self.num_classes = _check_positive("num_classes", num_classes)
-        self.feature_dim = _check_positive("feature_dim", feature_dim)
+        super().__init__(num_classes, feature_dim, **kwargs)
         self.k = _check_positive("k", k)
         self.capacity = _check_positive("capacity", capacity)
         if self.k > self.capacity:
@@ -294,19 +312,7 @@ class NearestNeighbourOOD(keras.layers.Layer):
         self.reference = self.add_weight(shape=(self.capacity, self.feature_dim), initializer="zeros",
                                          trainable=False, dtype="float16", name="reference")
         self.valid = self.add_weight(shape=(self.capacity,), initializer="zeros", trainable=False, name="valid")
-        self.cutoff = self.add_weight(shape=(), initializer="zeros", trainable=False, name="threshold")
-        self.fitted = self.add_weight(shape=(), initializer="zeros", trainable=False, name="fitted")
-        self.built = True
-
-    @property
-    def is_fitted(self) -> bool:
-        """Whether :meth:`fit` has set the reference vectors and the threshold."""
-        return bool(self.fitted.numpy() > 0.5)
-
-    @property
-    def threshold(self) -> float:
-        """Scores above it are flagged as out of distribution; ``nan`` before :meth:`fit`."""
-        return float(self.cutoff.numpy()) if self.is_fitted else float("nan")
+        self._add_threshold_weights()
 
     @property
     def n_reference(self) -> int:
@@ -321,22 +327,7 @@ class NearestNeighbourOOD(keras.layers.Layer):
         similarities = ops.matmul(features, ops.transpose(ops.cast(self.reference, "float32")))
         similarities = ops.where(self.valid[None, :] > 0.5, similarities, ops.full_like(similarities, -3.0))
         kth = ops.top_k(similarities, self.k, sorted=True)[0][:, self.k - 1]
-        scores = ops.maximum(1.0 - kth, 0.0)  # float16 references can give a cosine a little above 1
-        return ops.where(self.fitted > 0.5, scores, ops.full_like(scores, float("nan")))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],)
-
-    score = MahalanobisOOD.score
-    is_out_of_distribution = MahalanobisOOD.is_out_of_distribution
-    _pooled = MahalanobisOOD._pooled
-    _check_labels = MahalanobisOOD._check_labels
-
-    def load_own_variables(self, store) -> None:
-        if len(store.keys()) == 0:
-            logger.info("The saved model has no OOD score: it is left unfitted")
-            return
-        super().load_own_variables(store)
+        return self._unless_unfitted(ops.maximum(1.0 - kth, 0.0))  # float16 references: a cosine may pass 1
 
     def fit(
         self,
@@ -376,9 +367,7 @@ class NearestNeighbourOOD(keras.layers.Layer):
         """
         train = self._pooled(features_train, "features_train")
         self._check_labels(labels_train, len(train))
-        if not 0.0 < float(quantile) <= 1.0:
-            message = f"Expected quantile in (0, 1]. Received: quantile={quantile!r}"
-            raise DataError(message)
+        self._check_quantile(quantile)
         if len(train) <= self.k:
             message = (f"Expected more training images than k={self.k} to fit the nearest-neighbour OOD score. "
                        f"Received: {len(train)} training images")
@@ -414,8 +403,7 @@ class NearestNeighbourOOD(keras.layers.Layer):
         return np.maximum(1.0 - kth, 0.0).astype(np.float32)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "num_classes": self.num_classes, "feature_dim": self.feature_dim,
-                "k": self.k, "capacity": self.capacity}
+        return {**super().get_config(), "k": self.k, "capacity": self.capacity}
 
 
 #: The OOD scores :func:`build_ood` makes, by name.
