@@ -6,6 +6,7 @@ import csv
 import inspect
 import warnings
 import json
+import logging
 
 import keras
 import numpy as np
@@ -123,11 +124,16 @@ def test_mismatched_class_names(rng):
         cxrclassify.train(model, (train_set, validation_set), epochs=1, progress=False)
 
 
-def test_wrong_image_size_says_how_to_load(rng):
+def test_wrong_image_size_is_resized_to_the_models(rng, caplog):
     train_set, validation_set = _toy_splits(rng)
     model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=24)
-    with pytest.raises(ValueError, match=r"image_size=24"):
-        cxrclassify.train(model, (train_set, validation_set), epochs=1, progress=False)
+    with caplog.at_level(logging.INFO, logger="cxrclassify.training"):
+        history = cxrclassify.train(model, (train_set, validation_set), epochs=1, progress=False)
+    assert len(history["loss"]) == 1 and "image_size=24" in caplog.text
+    assert train_set.images.shape[1:3] == (16, 16)  # the caller's split is not changed
+    assert model.metadata["ood"]["fitted"]
+    fitted = dict(model.metadata["ood"])
+    assert cxrclassify.fit_ood(model, (train_set, validation_set))["threshold"] == pytest.approx(fitted["threshold"])
 
 
 class _StopAfter(keras.callbacks.Callback):

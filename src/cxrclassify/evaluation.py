@@ -15,6 +15,7 @@ age group that is easy to tell apart.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from .datasets import DatasetSplits, ImageSet, check_not_training_only
 from .inference import Predictions, predict
 from .models import CxrClassifier
 from .exceptions import ArgumentError, EvaluationWarning
+from .training import _images_at_model_size
 
 __all__ = [
     "AGE_GROUPS",
@@ -53,6 +55,8 @@ __all__ = [
     "reliability_curve",
     "wilson_interval",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The age groups of :attr:`Evaluation.by_age_group`, in display order.
 AGE_GROUPS = ("child (<18)", "adult (18-64)", "older adult (65+)", "unknown")
@@ -511,6 +515,10 @@ def evaluate(
         A trained classifier; its current ``temperature`` is used and recorded.
     data : ImageSet or DatasetSplits
         The images to evaluate on; for a ``DatasetSplits``, its test split.
+        Images of another size than the model's ``image_size`` are resized to
+        it (bilinear, as :func:`~cxrclassify.load_datasets` resizes; an INFO
+        log line says so); loading them at ``model.image_size`` is faster and
+        exact.
     batch_size : int, default 16
         Images classified at a time.
     n_bootstrap : int, default 1000
@@ -551,6 +559,7 @@ def evaluate(
     """
     split = data.test if isinstance(data, DatasetSplits) else data
     _check_split(model, split, "evaluate on")
+    split = _images_at_model_size([split], model, log=logger)[0]
     predictions = predict(model, split, batch_size=batch_size)
     result = _evaluate(
         split.labels, predictions.probabilities, list(split.class_names),
@@ -957,6 +966,7 @@ def fit_temperature(model: CxrClassifier, validation_set: ImageSet | DatasetSpli
         A trained classifier.
     validation_set : ImageSet or DatasetSplits
         The validation images; for a ``DatasetSplits``, its validation split.
+        Images of another size are resized to the model's, as for :func:`evaluate`.
     batch_size : int, default 16
         Images passed through the model at a time.
 
@@ -1000,6 +1010,7 @@ def calibrate(model: CxrClassifier, validation_set: ImageSet | DatasetSplits, *,
         A trained classifier; its ``temperature`` is set.
     validation_set : ImageSet or DatasetSplits
         The validation images; for a ``DatasetSplits``, its validation split.
+        Images of another size are resized to the model's, as for :func:`evaluate`.
     batch_size : int, default 16
         Images passed through the model at a time.
 
@@ -1037,6 +1048,7 @@ def _fit_on_validation(
     """Fit the temperature on a validation split: (temperature, warning text or "", the split used)."""
     split = validation_set.validation if isinstance(validation_set, DatasetSplits) else validation_set
     _check_split(model, split, "fit the temperature on")
+    split = _images_at_model_size([split], model, log=logger)[0]
     temperature, problem = _fit_temperature(_logits(model, split.images, batch_size), split.labels)
     return temperature, problem, split
 

@@ -27,6 +27,7 @@ process (on the same machine and library versions).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -41,7 +42,7 @@ import keras
 import numpy as np
 
 from .augment import Augmentation, augment_images, derive_seed
-from .datasets import DatasetSplits, ImageSet
+from .datasets import DatasetSplits, ImageSet, resize
 from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
 from .linear_head import LinearHead, balancing_weights, fit_linear_head, set_gap_head
@@ -132,6 +133,11 @@ def train(
     data : DatasetSplits or (train, validation)
         What :func:`~cxrclassify.load_datasets` returned, or a pair of
         :class:`~cxrclassify.datasets.ImageSet`; validation may be ``None``.
+        Images of another size than the model's ``image_size`` are resized to
+        it first (bilinear, as :func:`~cxrclassify.load_datasets` resizes; an
+        INFO log line says so); ``data`` is not changed. Loading them with
+        ``load_datasets(..., image_size=model.image_size)`` is faster and
+        resizes the original files once, not twice.
     epochs : int, default 80
         Passes over the training images.
     batch_size : int, default 15
@@ -238,8 +244,9 @@ def train(
     Raises
     ------
     ValueError
-        If the data's class names or number of classes do not match the model,
-        its images are not of the model's input size, or an option is out of range.
+        If the data's class names, number of classes or ``lungs`` do not match
+        the model, its images are of another size and not ``uint8`` RGB (which
+        cannot be resized), or an option is out of range.
 
     Examples
     --------
@@ -271,6 +278,7 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
     _check_counts(epochs=options["epochs"], batch_size=options["batch_size"], augment_views=options["augment_views"])
     _check_lr_schedule(options["lr_schedule"])
     _check_batch_splits(options["strategy"], min(options["batch_size"], len(train_set)))
+    train_set, validation_set = _images_at_model_size((train_set, validation_set), model)
     if model.class_names is None:
         model.class_names = list(train_set.class_names)
     use_cache = (not model.base_trainable) if options["cache_features"] is None else bool(options["cache_features"])
@@ -394,7 +402,8 @@ def train_two_stage(
         A model from :func:`~cxrclassify.build_model`; its base is frozen for
         the first stage whatever its setting.
     data : DatasetSplits or (train, validation)
-        As for :func:`train`.
+        As for :func:`train` (images of another size are resized once, for
+        both stages).
     head_epochs : int, default 20
         Epochs of the first stage.
     fine_tune_epochs : int, default 10
@@ -443,6 +452,10 @@ def train_two_stage(
     checkpoint_dir = train_options.pop("checkpoint_dir", None)
     log_dir = train_options.pop("log_dir", None)
     checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir)
+    train_set, validation_set = _training_splits(data)
+    if _needs_resizing(train_set, model) or _needs_resizing(validation_set, model):
+        _check_data_fits_model(model, train_set, validation_set)
+        data = tuple(_images_at_model_size((train_set, validation_set), model))  # once for both stages
     model.set_trainable_blocks(False)
     head_history, head_record = _head_stage(model, data, head_epochs, checkpoint, log_dir, train_options)
     model.set_trainable_blocks(fine_tune_blocks)
@@ -1051,10 +1064,66 @@ def _check_data_fits_model(model: CxrClassifier, train_set: ImageSet, validation
                 f"lungs={getattr(split, 'lungs', None)!r}; load them with load_datasets(..., lungs={model.lungs!r})"
             )
             raise ArgumentError(message)
-    for split in (train_set, validation_set):
-        if split is not None and split.images.shape[1:3] != (model.image_size, model.image_size):
+
+
+def _needs_resizing(split: ImageSet | None, model: CxrClassifier) -> bool:
+    return split is not None and tuple(split.images.shape[1:3]) != (model.image_size, model.image_size)
+
+
+def _images_at_model_size(
+    splits: Sequence[ImageSet | None], model: CxrClassifier, *, log: logging.Logger = logger,
+) -> list[ImageSet | None]:
+    """``splits`` with their images at the model's input size: those of another size resized, the others as they are.
+
+    A split whose images already are ``model.image_size`` square is returned
+    itself (no copy, nothing logged); ``None`` stays ``None``. Any other split
+    is returned as a new :class:`~cxrclassify.datasets.ImageSet` with the same
+    labels, records, class names and ``lungs`` and its images resized with
+    :func:`~cxrclassify.datasets.resize` (Pillow's bilinear, reducing gap 2:
+    what :func:`~cxrclassify.load_datasets` applies to the decoded files),
+    one image at a time into a new ``uint8`` array, so that memory holds the
+    split, its resized copy and one image. The split passed in is not changed.
+    One INFO line on ``log`` says what was resized. Resizing an image that was
+    already resized is not the same as resizing the original file once:
+    loading at ``model.image_size`` is faster and exact.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.datasets import ImageSet, Sample
+    >>> from cxrclassify.training import _images_at_model_size
+    >>> model = cxrclassify.build_model("vgg16", num_classes=2, weights=None, image_size=32)
+    >>> split = ImageSet(np.zeros((2, 48, 48, 3), np.uint8), np.array([0, 1]),
+    ...                  [Sample("a.png", "a"), Sample("b.png", "b")], ["a", "b"])
+    >>> resized, missing = _images_at_model_size([split, None], model)
+    >>> resized.images.shape, split.images.shape, missing
+    ((2, 32, 32, 3), (2, 48, 48, 3), None)
+    >>> _images_at_model_size([resized], model)[0] is resized
+    True
+    """
+    size = model.image_size
+    result: list[ImageSet | None] = []
+    resized_shapes: list[str] = []
+    for split in splits:
+        if not _needs_resizing(split, model):
+            result.append(split)
+            continue
+        images = split.images
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             message = (
-                f"The model expects {model.image_size} x {model.image_size} images. Received: images of "
-                f"shape {split.images.shape[1:3]}; load them with load_datasets(..., image_size={model.image_size})"
+                f"The model expects {size} x {size} RGB uint8 images. Received: images of shape {images.shape} "
+                f"and dtype {images.dtype}; load them with load_datasets(..., image_size={size})"
             )
             raise ArgumentError(message)
+        resized = np.empty((len(images), size, size, 3), dtype=np.uint8)
+        for index in range(len(images)):
+            resized[index] = resize(images[index], size)
+        result.append(dataclasses.replace(split, images=resized))
+        resized_shapes.append(f"{len(images)} image{'' if len(images) == 1 else 's'} of "
+                              f"{images.shape[1]} x {images.shape[2]}")
+    if resized_shapes:
+        log.info("Resized %s to the model's %d x %d input (bilinear, as load_datasets does). "
+                 "load_datasets(..., image_size=%d) is faster and exact: it resizes the original files once.",
+                 " and ".join(resized_shapes), size, size, size)
+    return result
