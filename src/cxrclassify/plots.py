@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 
-def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str], *,
+                 caption: str | None = None) -> Path:
     """Plot loss and accuracy per epoch, training and validation, side by side.
 
     Parameters
@@ -74,7 +75,7 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         axes.set_title(metric.capitalize())
         axes.grid(alpha=0.3)
         axes.legend()
-    return _save(figure, path)
+    return _save(figure, path, caption)
 
 
 def plot_confusion_matrix(
@@ -84,6 +85,7 @@ def plot_confusion_matrix(
     *,
     normalize: bool = False,
     title: str = "Confusion matrix",
+    caption: str | None = None,
 ) -> Path:
     """Plot a confusion matrix (rows: true class, columns: predicted class).
 
@@ -142,11 +144,11 @@ def plot_confusion_matrix(
             text = f"{shown[row, column]:.2f}" if normalize else f"{int(shown[row, column])}"
             colour = "white" if shown[row, column] > threshold else "black"
             axes.text(column, row, text, ha="center", va="center", color=colour)
-    return _save(figure, path)
+    return _save(figure, path, caption)
 
 
 def plot_roc_curves(evaluation: "Evaluation", path: str | os.PathLike[str], *,
-                    title: str = "ROC curves (one class vs the rest)") -> Path:
+                    title: str = "ROC curves (one class vs the rest)", caption: str | None = None) -> Path:
     """Plot the one-vs-rest ROC curve of each class, its AUC and interval in the legend.
 
     Parameters
@@ -196,11 +198,11 @@ def plot_roc_curves(evaluation: "Evaluation", path: str | os.PathLike[str], *,
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize="small")
-    return _save(figure, path)
+    return _save(figure, path, caption)
 
 
 def plot_reliability_diagram(evaluation: "Evaluation", path: str | os.PathLike[str], *,
-                             title: str = "Reliability diagram") -> Path:
+                             title: str = "Reliability diagram", caption: str | None = None) -> Path:
     """Plot accuracy per confidence bin against the diagonal of perfect calibration, ECE in the title.
 
     Bars show the share of correct predictions among the images whose top-class
@@ -256,7 +258,7 @@ def plot_reliability_diagram(evaluation: "Evaluation", path: str | os.PathLike[s
     bottom.bar(centres, curve.count, width=widths, color="grey", edgecolor="black", linewidth=0.6)
     bottom.set_xlabel("confidence (probability of the predicted class)")
     bottom.set_ylabel("images")
-    return _save(figure, path)
+    return _save(figure, path, caption)
 
 
 def save_evaluation_figures(
@@ -265,6 +267,7 @@ def save_evaluation_figures(
     *,
     history: Mapping[str, Sequence[float]] | None = None,
     formats: Sequence[str] = ("png", "svg"),
+    caption: str | None = None,
 ) -> list[Path]:
     """Write every figure of an evaluation, in each format, to a folder.
 
@@ -282,6 +285,9 @@ def save_evaluation_figures(
         What :func:`~cxrclassify.train` returned, for the training curves.
     formats : sequence of str, default ("png", "svg")
         File formats, as suffixes without the dot (``"png"``, ``"svg"``, ``"pdf"``...).
+    caption : str, optional
+        A line written above every figure, in red: what a reader must know to
+        read them (``"randomly initialised base; 12 of 80 epochs ran"``).
 
     Returns
     -------
@@ -308,13 +314,16 @@ def save_evaluation_figures(
     written = []
     for file_format in (str(value).lstrip(".").lower() for value in formats):
         matrix, names = evaluation.confusion_matrix, evaluation.class_names
-        written.append(plot_confusion_matrix(matrix, names, folder / f"confusion_matrix.{file_format}"))
+        written.append(plot_confusion_matrix(matrix, names, folder / f"confusion_matrix.{file_format}",
+                                             caption=caption))
         written.append(plot_confusion_matrix(matrix, names, folder / f"confusion_matrix_normalized.{file_format}",
-                                             normalize=True, title="Confusion matrix (share of each true class)"))
-        written.append(plot_roc_curves(evaluation, folder / f"roc_curves.{file_format}"))
-        written.append(plot_reliability_diagram(evaluation, folder / f"reliability_diagram.{file_format}"))
+                                             normalize=True, title="Confusion matrix (share of each true class)",
+                                             caption=caption))
+        written.append(plot_roc_curves(evaluation, folder / f"roc_curves.{file_format}", caption=caption))
+        written.append(plot_reliability_diagram(evaluation, folder / f"reliability_diagram.{file_format}",
+                                                caption=caption))
         if history is not None:
-            written.append(plot_history(history, folder / f"training_curves.{file_format}"))
+            written.append(plot_history(history, folder / f"training_curves.{file_format}", caption=caption))
     return written
 
 
@@ -439,8 +448,11 @@ def _check_format(path: str | os.PathLike[str]) -> str:
     return suffix
 
 
-def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
+def _save(figure: Figure, path: str | os.PathLike[str], caption: str | None = None) -> Path:
+    """Write the figure; a ``caption`` (what the reader must know, such as a random base) heads it in red."""
     path = Path(path)
+    if caption:
+        figure.suptitle(caption, color="darkred", fontsize=9)
     file_format = _check_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, format=file_format)
