@@ -40,6 +40,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "myst_parser",  # the pretrained model's card is Markdown, shared with the package (pretrained/MODEL_CARD.md)
 ]
 
 # Intersphinx fetches inventories over the network: only when asked for.

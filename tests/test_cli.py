@@ -23,7 +23,16 @@ def test_demo_writes_every_output(tmp_path):
     overlays = list((out / "gradcam").glob("*.png"))
     assert len(overlays) == metrics["n_images"] > 0
     assert metrics["weights"] == "random initialisation" and len(metrics["history"]["loss"]) == 2
+    assert metrics["epochs_run"] == 2 and metrics["random_base"] is True
+    summary = (out / "summary.txt").read_text(encoding="utf-8")
+    assert "2 of at most 2 epochs ran" in summary and "randomly initialised" in summary
     assert set(metrics["by_source"]) <= {"ieee8023", "kermany", "nih"}
+
+
+def test_demo_caption_says_a_base_is_random_and_how_many_epochs_ran():
+    assert cli.demo_caption("vgg16", "random initialisation (ImageNet weights unavailable)", 41, 80, 32) == (
+        "vgg16, RANDOMLY INITIALISED base (not ImageNet): 41 of at most 80 epochs ran on 32 images")
+    assert "RANDOM" not in cli.demo_caption("vgg16", "/w/vgg16.weights.h5", 80, 80, 32)
 
 
 def test_demo_goes_on_without_imagenet_weights(tmp_path, monkeypatch, caplog):

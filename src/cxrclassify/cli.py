@@ -1,39 +1,60 @@
 """The ``cxrclassify`` command line.
 
-``cxrclassify demo`` trains the paper's model on the X-ray sample shipped with
-the package, evaluates it and writes the training curves, confusion matrices,
-Grad-CAM overlays, metrics and the split manifest to an output folder.
-``cxrclassify explain MODEL IMAGES... --out DIR`` writes class activation maps
-(Grad-CAM, Grad-CAM++ or Score-CAM) of a saved model for images or folders.
+Commands:
 
-Exit codes of ``cxrclassify explain``: 0 when every image was explained; 1 when
-it finished but skipped images that could not be decoded (``--on-error skip``,
-the default: each is logged and has a row in ``predictions.csv`` with its
-``error``); 2 when it stopped with nothing explained: a bad command line, a
-missing model or image, or, with ``--on-error raise``, an unreadable image.
+* ``cxrclassify predict IMAGES... [--model NAME|PATH] [--cam DIR] [--format csv|json]``:
+  probabilities, label and out-of-distribution flag per image, with the bundled
+  pretrained classifier by default; ``--cam`` also writes Grad-CAM overlays.
+* ``cxrclassify train DATA --arch ARCH --out MODEL.keras [--recipe ...]``: train a
+  classifier on a folder ``DATA/<class>/<image>``, a split manifest or a dataset name.
+* ``cxrclassify evaluate MODEL DATA --out DIR``: metrics with confidence intervals,
+  figures and a self-contained HTML report.
+* ``cxrclassify models``: the architectures and the pretrained checkpoints.
+* ``cxrclassify explain MODEL IMAGES... --out DIR``: class activation maps (Grad-CAM,
+  Grad-CAM++ or Score-CAM) of a saved model.
+* ``cxrclassify demo`` and ``cxrclassify reproduce``: train on the bundled sample, or
+  reproduce Soares & Soares (2020).
+
+TensorFlow is imported only when a command needs it, so ``--help`` is immediate;
+its C++ and absl start-up messages are silenced unless ``--verbose`` is given.
+
+Exit codes: 0 when the command did all it was asked; 1 when ``predict`` or
+``explain`` finished but skipped images that could not be decoded (``--on-error
+skip``, the default: each is logged and has a row with its ``error``); 2 when it
+stopped: a bad command line, a missing model, image or folder, or, with
+``--on-error raise``, an unreadable image.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import json
 import logging
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["EXIT_OK", "EXIT_SKIPPED", "EXIT_USAGE", "main", "run_demo"]
 
 #: Exit code of a command that did all it was asked.
 EXIT_OK = 0
-#: Exit code of ``cxrclassify explain`` when it skipped images that could not be decoded.
+#: Exit code of ``cxrclassify predict`` or ``explain`` when it skipped images that could not be decoded.
 EXIT_SKIPPED = 1
 #: Exit code of a bad command line, a missing file or an error that stopped the command (argparse's).
 EXIT_USAGE = 2
 
 logger = logging.getLogger("cxrclassify.cli")
+
+
+#: The classifier ``cxrclassify predict`` uses when no ``--model`` is given (shipped in the package).
+DEFAULT_MODEL = "mobilenetv2.covid3-v1"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,24 +67,84 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     arguments = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    verbose = bool(getattr(arguments, "verbose", False))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
     if arguments.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    import_tensorflow(verbose=verbose)
     return arguments.handler(arguments)
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+def import_tensorflow(*, verbose: bool = False) -> None:
+    """Import TensorFlow, without its C++/absl start-up messages on stderr unless ``verbose``.
 
+    TensorFlow's native code writes to the process's file descriptor 2 before any
+    Python logging is set up (``All log messages before absl::InitializeLog()``,
+    oneDNN, ``cudart_stub``, ``cpu_feature_guard``, ``cuInit``), and
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer hides all of them; so descriptor 2 points
+    at the null device while TensorFlow loads and finds its devices. Python
+    exceptions still propagate and are shown.
+
+    Examples
+    --------
+    >>> from cxrclassify.cli import import_tensorflow
+    >>> import_tensorflow()  # doctest: +SKIP
+    """
+    if verbose:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _stderr_descriptor_silenced():
+        import tensorflow as tf
+
+        tf.get_logger().setLevel(logging.ERROR)
+        tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def _stderr_descriptor_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at the null device for the block (native code's messages), then restore it."""
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced sys.stderr (pytest's capture): nothing to silence
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(descriptor)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, descriptor)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, descriptor)
+        os.close(saved)
+        os.close(null)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    verbose_help = "debug logging, and TensorFlow's own start-up messages"
+    # Given before or after the command; SUPPRESS keeps a command's default from overriding the first.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     parser = argparse.ArgumentParser(
         prog="cxrclassify",
         description="Chest X-ray classification by transfer learning, explained with Grad-CAM. Not a diagnostic device.",
     )
+    parser.add_argument("--verbose", "-v", action="store_true", default=False, help=verbose_help)
     parser.add_argument("--version", action="version", version=f"cxrclassify {__version__}")
     commands = parser.add_subparsers(dest="command")
+    _add_predict_parser(commands, common)
+    _add_train_parser(commands, common)
+    _add_evaluate_parser(commands, common)
+    _add_models_parser(commands, common)
     demo = commands.add_parser(
-        "demo",
+        "demo", parents=[common],
         help="train, evaluate and explain on the bundled sample of real X-rays",
         description=(
             "Train the paper's classifier on the 48 real X-rays shipped with the package, evaluate it on "
@@ -86,7 +167,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo_command)
 
     reproduce = commands.add_parser(
-        "reproduce",
+        "reproduce", parents=[common],
         help="reproduce Soares & Soares (2020): soares2020 composite, VGG-16, ResNet50, Xception, report",
         description=(
             "Build the soares2020 composite (fetched from its sources or --mirror), train each architecture with "
@@ -118,7 +199,7 @@ def _build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(handler=_reproduce_command)
 
     explain = commands.add_parser(
-        "explain",
+        "explain", parents=[common],
         help="class activation maps (Grad-CAM, Grad-CAM++, Score-CAM) of a saved model for images or folders",
         description=(
             "Classify IMAGES (files or folders) with the saved model MODEL and write, to --out, an overlay PNG "
@@ -147,6 +228,444 @@ def _build_parser() -> argparse.ArgumentParser:
                               "exit code 1) or 'raise' (stop, exit code 2) (default: %(default)s)")
     explain.set_defaults(handler=_explain_command, parser=explain)
     return parser
+
+
+def _add_predict_parser(commands, common: argparse.ArgumentParser) -> None:
+    predict = commands.add_parser(
+        "predict", parents=[common],
+        help="classify X-rays: probabilities, label, out-of-distribution flag (the bundled model by default)",
+        description=(
+            "Classify IMAGES (files or folders of PNG, JPEG or DICOM) and write one row per image: the input, the "
+            f"predicted label, one probability per class, the out-of-distribution score and flag, and the error "
+            f"of a file that could not be decoded. --model is a pretrained name (default: {DEFAULT_MODEL}, shipped "
+            "in the package, used offline) or a saved .keras file. --cam DIR also writes a Grad-CAM overlay per "
+            "image. Not a diagnostic device. Exit code 0: every image classified; 1: some skipped; 2: stopped."
+        ),
+    )
+    predict.add_argument("images", nargs="*", metavar="IMAGES", help="image files (PNG, JPEG, DICOM) or folders")
+    predict.add_argument("--sample", action="store_true",
+                         help="also classify the 48 real X-rays shipped with the package (held out from the "
+                              "bundled model's training)")
+    predict.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                         help="a pretrained name (cxrclassify models) or a saved .keras file (default: %(default)s)")
+    predict.add_argument("--cam", type=Path, default=None, metavar="DIR",
+                         help="also write Grad-CAM overlays (and raw maps, cam_grid.png) to DIR")
+    predict.add_argument("--format", default="csv", choices=["csv", "json"], help="output format (default: %(default)s)")
+    predict.add_argument("--out", type=Path, default=None, metavar="FILE", help="write there instead of standard output")
+    predict.add_argument("--batch-size", type=_positive_int, default=16, help="images per pass (default: %(default)s)")
+    predict.add_argument("--on-error", default="skip", choices=["raise", "skip"],
+                         help="an image that cannot be decoded: 'skip' it (a row with its error, exit code 1) or "
+                              "'raise' (stop, exit code 2) (default: %(default)s)")
+    predict.set_defaults(handler=_predict_command, parser=predict)
+
+
+def _add_train_parser(commands, common: argparse.ArgumentParser) -> None:
+    train = commands.add_parser(
+        "train", parents=[common],
+        help="train a classifier on a folder DATA/<class>/<image>, a split manifest or a dataset name",
+        description=(
+            "Build ARCH, load DATA at the model's input size, split it by patient, train with --recipe, fit the "
+            "temperature on the validation split, and save MODEL.keras with, beside it, MODEL.split.csv (the split "
+            "manifest: evaluate the test split with 'cxrclassify evaluate MODEL.keras MODEL.split.csv') and "
+            "MODEL.history.json. A folder names no patient: pass --patients REGEX to group images by patient."
+        ),
+    )
+    train.add_argument("data", metavar="DATA",
+                       help="a folder DATA/<class>/<image>, a split manifest CSV, or a dataset name such as 'sample'")
+    train.add_argument("--arch", required=True, help="base architecture (see cxrclassify models)")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL.keras", help="where to save the model")
+    train.add_argument("--recipe", default="recommended", choices=["recommended", "paper", "linear"],
+                       help="training recipe (default: %(default)s; see the Training page of the docs)")
+    train.add_argument("--weights", default="imagenet",
+                       help="'imagenet', 'none' (random initialisation) or a .weights.h5 file of the base without "
+                            "its top (default: %(default)s)")
+    train.add_argument("--preprocessing", default=None, help="input preprocessing of a weights file: caffe, tf, torch")
+    train.add_argument("--image-size", type=_positive_int, default=None,
+                       help="input side in pixels (default: the architecture's)")
+    train.add_argument("--head", default=None, help="classifier head (default: the architecture's)")
+    train.add_argument("--lungs", default=None, choices=["crop", "mask"],
+                       help="train on the segmented lung fields: their box ('crop') or black outside ('mask')")
+    train.add_argument("--epochs", type=_positive_int, default=80, help="at most this many epochs (default: %(default)s)")
+    train.add_argument("--validation-fraction", type=float, default=0.1, help="default: %(default)s")
+    train.add_argument("--test-fraction", type=float, default=0.1, help="default: %(default)s")
+    train.add_argument("--patients", default=None, metavar="REGEX",
+                       help="regular expression whose first group (or match) in a file name is its patient")
+    train.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: %(default)s)")
+    train.add_argument("--overwrite", action="store_true", help="replace MODEL.keras if it exists")
+    _add_fetch_arguments(train)
+    train.set_defaults(handler=_train_command, parser=train)
+
+
+def _add_evaluate_parser(commands, common: argparse.ArgumentParser) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common],
+        help="metrics with confidence intervals, figures and an HTML report of a model on labelled X-rays",
+        description=(
+            "Evaluate MODEL (a pretrained name or a saved .keras file) on DATA: a folder DATA/<class>/<image>, a "
+            "split manifest CSV (its test split; --split all for every row) or a dataset name. Writes to --out "
+            "report.html (self-contained), report.md, metrics.json, predictions.csv and the figures (confusion "
+            "matrix, ROC curves, reliability diagram)."
+        ),
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="a pretrained name or a saved .keras file")
+    evaluate.add_argument("data", metavar="DATA", help="a folder DATA/<class>/<image>, a split manifest or a dataset name")
+    evaluate.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    evaluate.add_argument("--split", default="test", choices=["test", "validation", "train", "all"],
+                          help="for a split manifest: which rows (default: %(default)s)")
+    evaluate.add_argument("--patients", default=None, metavar="REGEX",
+                          help="regular expression naming the patient in a file name (bootstrap by patient)")
+    evaluate.add_argument("--batch-size", type=_positive_int, default=16, help="images per pass (default: %(default)s)")
+    _add_fetch_arguments(evaluate)
+    evaluate.set_defaults(handler=_evaluate_command, parser=evaluate)
+
+
+def _add_models_parser(commands, common: argparse.ArgumentParser) -> None:
+    models = commands.add_parser(
+        "models", parents=[common], help="list the architectures and the pretrained checkpoints",
+        description="List the architectures build_model knows and the pretrained checkpoints (base weights and "
+                    "trained classifiers), with their input size, preprocessing and where they come from.",
+    )
+    models.add_argument("--format", default="text", choices=["text", "json"], help="default: %(default)s")
+    models.set_defaults(handler=_models_command, parser=models)
+
+
+def _add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mirror", default=None, help="for a dataset name: base URL or folder replacing the hosts")
+    parser.add_argument("--no-verify", action="store_true", help="for a dataset name: do not verify checksums")
+    parser.add_argument("--data-home", default=None, help="cache folder (default: CXRCLASSIFY_HOME or user cache)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        message = f"expected a whole number of at least 1, received {value!r}"
+        raise argparse.ArgumentTypeError(message)
+    return number
+
+
+# ------------------------------------------------------------------------------------------ predict
+
+
+def _predict_command(arguments: argparse.Namespace) -> int:
+    import cxrclassify as cx
+
+    parser: argparse.ArgumentParser = arguments.parser
+    images = list(arguments.images)
+    if arguments.sample:
+        from .datasets import sample_dir
+
+        images.append(str(sample_dir() / "images"))
+    if not images:
+        parser.error("give IMAGES (files or folders), or --sample for the X-rays shipped with the package")
+    _check_inputs_exist(parser, images)
+    model = _resolve_model(parser, arguments.model)
+    try:
+        if arguments.cam is not None:
+            from .explain.cam import _explain_images
+
+            written, predictions = _explain_images(
+                model, images, arguments.cam, method="gradcam", class_index=None, layer=None, alpha=0.4,
+                colormap="jet", grid=True, grid_size=16, batch_size=arguments.batch_size, max_channels=256,
+                on_error=arguments.on_error,
+            )
+            logger.info("Wrote %d Grad-CAM files to %s", len(written), arguments.cam)
+        else:
+            with _library_warnings_logged():
+                predictions = cx.predict(model, images, batch_size=arguments.batch_size,
+                                         on_error=arguments.on_error)
+    except cx.DataError as error:  # an empty folder, or an unreadable image with --on-error raise
+        parser.error(str(error))
+    text = format_predictions(predictions, arguments.format)
+    if arguments.out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.out.write_text(text, encoding="utf-8")
+        logger.info("Wrote %d rows to %s", len(predictions) + len(predictions.skipped), arguments.out)
+    flagged = int(sum(bool(flag) for flag in predictions.out_of_distribution))
+    if flagged:
+        logger.warning("%d of %d images are flagged out of distribution: unlike the model's training images, "
+                       "their predictions are less reliable", flagged, len(predictions))
+    return _skipped_exit_code(predictions)
+
+
+def format_predictions(predictions, output_format: str = "csv") -> str:
+    """The rows of :meth:`~cxrclassify.inference.Predictions.to_rows` as CSV or JSON text.
+
+    Columns: ``input``, ``label``, one probability per class (named after it),
+    ``ood_score``, ``out_of_distribution`` and ``error`` (empty, or the reason a
+    file could not be decoded). In JSON, a list of objects with the same keys;
+    a missing value is ``null``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cxrclassify.cli import format_predictions
+    >>> from cxrclassify.inference import Predictions
+    >>> result = Predictions(np.array([[0.25, 0.75]]), np.array([1]), ["b"], ["a", "b"], ["x.png"])
+    >>> print(format_predictions(result, "csv").splitlines()[0])
+    input,label,a,b,ood_score,out_of_distribution,error
+    """
+    rows = [{key: _finite_or_none(value) for key, value in row.items()} for row in predictions.to_rows()]
+    columns = ["input", "label", *predictions.class_names, "ood_score", "out_of_distribution", "error"]
+    if output_format == "json":
+        return json.dumps(rows, indent=1) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return buffer.getvalue()
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _skipped_exit_code(predictions) -> int:
+    if not predictions.skipped:
+        return EXIT_OK
+    total = len(predictions) + len(predictions.skipped)
+    logger.warning("WARNING: skipped %d of %d images that could not be decoded (their reasons are in the error "
+                   "column); exit code %d", len(predictions.skipped), total, EXIT_SKIPPED)
+    return EXIT_SKIPPED
+
+
+@contextlib.contextmanager
+def _library_warnings_logged() -> Iterator[None]:
+    """The library's DataWarning about skipped files is said once by the command, not twice."""
+    import warnings
+
+    from .exceptions import DataWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        yield
+
+
+def _check_inputs_exist(parser: argparse.ArgumentParser, images: Sequence[str]) -> None:
+    missing = [image for image in images if not Path(image).exists()]
+    if missing:
+        parser.error(f"no such image file or folder: {', '.join(repr(image) for image in missing)}")
+
+
+def _resolve_model(parser: argparse.ArgumentParser, value: str):
+    """A saved .keras file, else a pretrained checkpoint by name; a clear command-line error otherwise."""
+    import cxrclassify as cx
+
+    path = Path(value)
+    try:
+        if path.is_file():
+            return cx.load_model(path)
+        classifiers = cx.list_pretrained(kind="classifier")
+        if value in classifiers:
+            return cx.load_pretrained(value, progress=False)
+    except (cx.CxrError, ValueError, OSError) as error:
+        parser.error(str(error))
+    parser.error(f"MODEL must be a saved .keras file or one of the pretrained classifiers {classifiers}; "
+                 f"{value!r} is neither")
+    raise AssertionError("unreachable")  # pragma: no cover - parser.error exits
+
+
+# -------------------------------------------------------------------------------------------- train
+
+
+def _train_command(arguments: argparse.Namespace) -> int:
+    import cxrclassify as cx
+
+    parser: argparse.ArgumentParser = arguments.parser
+    out: Path = arguments.out
+    if out.suffix != ".keras":
+        parser.error(f"--out must end in .keras; received {str(out)!r}")
+    if out.exists() and not arguments.overwrite:
+        parser.error(f"{str(out)!r} exists: pass --overwrite to replace it")
+    weights = None if str(arguments.weights).lower() == "none" else arguments.weights
+    options = {key: value for key, value in {"head": arguments.head,
+                                             "preprocessing": arguments.preprocessing}.items() if value is not None}
+    architectures = cx.list_models()
+    if arguments.arch.lower() not in architectures:
+        parser.error(f"--arch must be one of {architectures}; received {arguments.arch!r}")
+    # The model's input size first, so that the images are decoded once, at that size.
+    image_size = arguments.image_size or cx.models.get_spec(arguments.arch.lower()).default_input_size
+    try:
+        data = _load_training_data(arguments, cx, image_size)
+        model = cx.build_model(arguments.arch, len(data.class_names), weights=weights, class_names=data.class_names,
+                               image_size=image_size, lungs=arguments.lungs, seed=arguments.seed, **options)
+    except cx.WeightsUnavailableError as error:
+        parser.error(f"{error} Pass --weights PATH (a local .weights.h5 file) or --weights none.")
+    except (cx.CxrError, ValueError) as error:
+        parser.error(str(error))
+    logger.info("%s: %d train, %d validation, %d test images; classes %s", arguments.data, len(data.train),
+                len(data.validation), len(data.test), data.class_names)
+    history = cx.train(model, data, recipe=arguments.recipe, epochs=arguments.epochs, seed=arguments.seed)
+    if len(data.validation):
+        cx.calibrate(model, data.validation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    stem = out.with_suffix("")
+    data.write_manifest(stem.with_suffix(".split.csv"))
+    stem.with_suffix(".history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+    epochs_run = len(history.get("loss", []))
+    logger.info("Trained %s for %d of at most %d epochs; saved %s, %s and %s", arguments.arch, epochs_run,
+                arguments.epochs, out, stem.with_suffix(".split.csv"), stem.with_suffix(".history.json"))
+    if len(data.test):
+        evaluation = cx.evaluate(model, data.test)
+        logger.info("Test split:\n%s", evaluation.summary())
+    return EXIT_OK
+
+
+def _load_training_data(arguments: argparse.Namespace, cx, image_size: int):
+    source: Any = arguments.data
+    if not Path(source).exists() and source not in cx.datasets.list_recipes():
+        message = (f"DATA must be a folder DATA/<class>/<image>, a split manifest CSV or one of the dataset names "
+                   f"{cx.datasets.list_recipes()}; {source!r} is none of these")
+        raise cx.MissingFileError(message)
+    fetch = _fetch_options(arguments)
+    return cx.load_datasets(source, image_size=image_size, validation_fraction=arguments.validation_fraction,
+                            test_fraction=arguments.test_fraction, seed=arguments.seed, lungs=arguments.lungs,
+                            patients=arguments.patients, **fetch)
+
+
+def _fetch_options(arguments: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if arguments.mirror:
+        options["mirror"] = arguments.mirror
+    if arguments.no_verify:
+        options["verify"] = False
+    if arguments.data_home:
+        options["data_home"] = arguments.data_home
+    return options
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+
+
+def _evaluate_command(arguments: argparse.Namespace) -> int:
+    import cxrclassify as cx
+    from .report import write_evaluation_report
+
+    parser: argparse.ArgumentParser = arguments.parser
+    model = _resolve_model(parser, arguments.model)
+    try:
+        images = _evaluation_images(arguments, model, cx)
+    except (cx.CxrError, ValueError) as error:
+        parser.error(str(error))
+    logger.info("Evaluating %s on %d images of %s", arguments.model, len(images), arguments.data)
+    evaluation = cx.evaluate(model, images, batch_size=arguments.batch_size)
+    model_info = {"model": arguments.model, "architecture": model.arch, "image size": model.image_size,
+                  "preprocessing": model.preprocessing, "lungs": model.lungs or "whole image",
+                  "base weights": model.metadata.get("base_weights", "unknown"),
+                  "epochs run": (model.metadata.get("training") or {}).get("epochs_run", "unknown"),
+                  "data": arguments.data, "images": len(images)}
+    report = write_evaluation_report(arguments.out, evaluation, title=f"cxrclassify evaluation: {arguments.model}",
+                                     model_info=model_info)
+    rows = [{"input": record.path, "true_label": record.label, "source": record.source or "", "label": label,
+             **dict(zip(evaluation.class_names, map(float, probabilities)))}
+            for record, label, probabilities in zip(images.records, evaluation.predictions.labels,
+                                                    evaluation.predictions.probabilities)]
+    _write_csv(arguments.out / "predictions.csv", rows)
+    logger.info("%s\nWrote %s", evaluation.summary(), report)
+    return EXIT_OK
+
+
+def _evaluation_images(arguments: argparse.Namespace, model, cx):
+    """The labelled images of DATA as one ImageSet at the model's size and lung preprocessing."""
+    from .datasets import ImageSet, decode_records
+    from .datasets._load import _call_recipe, _resolve_records, _sample_from_row
+    from .datasets._records import read_manifest
+
+    source = Path(arguments.data)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        rows = read_manifest(source)
+        if arguments.split != "all":
+            rows = [row for row in rows if (row.get("split") or "") == arguments.split]
+            if not rows:
+                message = (f"The manifest {str(source)!r} has no row of split {arguments.split!r}: pass --split "
+                           "all, or a manifest written by load_datasets(...).write_manifest")
+                raise cx.DataError(message)
+        samples = [_sample_from_row(row, source.parent) for row in rows]
+    elif source.exists():
+        samples = _resolve_records(source)
+    elif arguments.data in cx.datasets.list_recipes():
+        samples = _call_recipe(arguments.data, **_fetch_options(arguments))
+    else:
+        message = (f"DATA must be a folder DATA/<class>/<image>, a split manifest CSV or one of the dataset names "
+                   f"{cx.datasets.list_recipes()}; {arguments.data!r} is none of these")
+        raise cx.MissingFileError(message)
+    if arguments.patients:
+        samples = cx.datasets.assign_patients(samples, arguments.patients)
+    names = list(model.class_names or [])
+    unknown = sorted({sample.label for sample in samples} - set(names))
+    if unknown:
+        example = next(sample.path for sample in samples if sample.label in unknown)
+        message = (f"The model's classes are {names}; DATA has images labelled {unknown} (for example "
+                   f"{example!r}). Expected labels among the model's classes.")
+        raise cx.DataError(message)
+    images = decode_records(samples, model.image_size, lungs=model.lungs, progress=False)
+    labels = [names.index(sample.label) for sample in samples]
+    import numpy as np
+
+    return ImageSet(images, np.array(labels, dtype=np.int64), list(samples), names, lungs=model.lungs)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["input"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def _models_command(arguments: argparse.Namespace) -> int:
+    listing = list_models_and_checkpoints()
+    if arguments.format == "json":
+        sys.stdout.write(json.dumps(listing, indent=1) + "\n")
+        return EXIT_OK
+    lines = ["Architectures (cxrclassify.build_model):", f"  {'name':<16}{'input':>6}  {'preprocessing':<14}cite"]
+    for arch in listing["architectures"]:
+        lines.append(f"  {arch['name']:<16}{arch['input_size']:>6}  {arch['preprocessing']:<14}{arch['citation']}")
+    lines += ["", "Pretrained checkpoints (cxrclassify.load_pretrained):",
+              f"  {'name':<26}{'kind':<12}{'input':>6}  {'where':<10}classes / training data"]
+    for cfg in listing["pretrained"]:
+        where = "bundled" if cfg["bundled"] else "download"
+        what = ", ".join(cfg["class_names"]) if cfg["class_names"] else cfg["training_data"]
+        lines.append(f"  {cfg['name']:<26}{cfg['kind']:<12}{cfg['input_size']:>6}  {where:<10}{what}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+def list_models_and_checkpoints() -> dict[str, list[dict[str, Any]]]:
+    """The architectures and pretrained records, as plain data (what ``cxrclassify models`` prints).
+
+    Examples
+    --------
+    >>> from cxrclassify.cli import list_models_and_checkpoints
+    >>> listing = list_models_and_checkpoints()
+    >>> "mobilenetv2.covid3-v1" in [cfg["name"] for cfg in listing["pretrained"]]
+    True
+    """
+    from .models import get_pretrained_cfg, get_spec, list_models, list_pretrained
+
+    architectures = [{"name": name, "input_size": get_spec(name).default_input_size,
+                      "preprocessing": get_spec(name).preprocessing, "citation": get_spec(name).citation}
+                     for name in list_models()]
+    pretrained = []
+    for name in list_pretrained():
+        cfg = get_pretrained_cfg(name)
+        pretrained.append({"name": cfg.name, "kind": cfg.kind, "input_size": cfg.input_size,
+                           "preprocessing": cfg.preprocessing, "class_names": list(cfg.class_names),
+                           "bundled": bool(cfg.bundled), "url": cfg.url, "license": cfg.license,
+                           "training_data": cfg.training_data})
+    return {"architectures": architectures, "pretrained": pretrained}
 
 
 def _parse_weights(values: Sequence[str] | None) -> dict[str, str | None] | str | None:
@@ -298,19 +817,25 @@ def run_demo(
     model, weights_used = _build_demo_model(cx, arch, weights, preprocessing, data.class_names, image_size, seed)
     history = cx.train(model, data, epochs=epochs, seed=seed)
     evaluation = cx.evaluate(model, data.test)
+    epochs_run = len(history.get("loss", []))
+    random_base = weights_used.startswith("random initialisation")
+    caption = demo_caption(arch, weights_used, epochs_run, epochs, len(data.train))
 
-    figures = cx.save_evaluation_figures(evaluation, out, history=history, formats=("png",))
+    figures = cx.save_evaluation_figures(evaluation, out, history=history, formats=("png",), caption=caption)
     overlays = _write_gradcam_overlays(cx, model, data.test, evaluation.predictions, out / "gradcam")
     if save_model:
         model.save(out / "model.keras")
 
-    metrics = {**evaluation.to_dict(), "architecture": arch, "weights": weights_used, "epochs": epochs,
-               "image_size": image_size, "seed": seed, "history": history,
-               "seconds": round(time.perf_counter() - started, 1)}
+    metrics = {**evaluation.to_dict(), "architecture": arch, "weights": weights_used, "random_base": random_base,
+               "epochs": epochs, "epochs_run": epochs_run, "image_size": image_size, "seed": seed,
+               "history": history, "seconds": round(time.perf_counter() - started, 1)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     summary = "\n".join([
-        (f"cxrclassify demo: {arch} ({weights_used}), {epochs} epochs, {image_size} px, "
-         f"{metrics['seconds']} s"),
+        (f"cxrclassify demo: {arch} ({weights_used}), {epochs_run} of at most {epochs} epochs ran"
+         f"{' (early stopping)' if epochs_run < epochs else ''}, {image_size} px, {metrics['seconds']} s"),
+        *(["WARNING: the base is randomly initialised, not ImageNet-trained: these numbers show the pipeline "
+           "runs, not what transfer learning gives. Pass --weights PATH to a local .weights.h5 file."]
+          if random_base else []),
         evaluation.summary(),
         "A 48-image sample cannot show that a model works: see the docs on the age/source shortcut.",
         f"Wrote {out}/: {', '.join(path.name for path in figures)}, "
@@ -319,6 +844,22 @@ def run_demo(
     ])
     (out / "summary.txt").write_text(summary + "\n", encoding="utf-8")
     return summary
+
+
+def demo_caption(arch: str, weights_used: str, epochs_run: int, max_epochs: int, n_train: int) -> str:
+    """The line above each demo figure: the base's weights and the epochs that ran.
+
+    Examples
+    --------
+    >>> from cxrclassify.cli import demo_caption
+    >>> demo_caption("vgg16", "random initialisation", 12, 80, 32)
+    'vgg16, RANDOMLY INITIALISED base (not ImageNet): 12 of at most 80 epochs ran on 32 images'
+    """
+    if weights_used.startswith("random initialisation"):
+        base = f"{arch}, RANDOMLY INITIALISED base (not ImageNet)"
+    else:
+        base = f"{arch}, base weights {Path(weights_used).name}"
+    return f"{base}: {epochs_run} of at most {max_epochs} epochs ran on {n_train} images"
 
 
 def _build_demo_model(cx, arch, weights, preprocessing, class_names, image_size, seed):

@@ -12,6 +12,12 @@ Two kinds of record:
   the checkpoints ``reproduce`` trains; :func:`pretrained_cfg_from_file` writes
   the record from the file, with a model card.
 
+A record may name a **bundled** copy shipped inside the package
+(``cxrclassify/pretrained/``): :func:`fetch_pretrained` then verifies that file
+against the record's sha256 and size, exactly as a download would be, and
+returns it without touching the network. The chest X-ray classifier
+``mobilenetv2.covid3-v1`` ships this way; its record is the JSON file beside it.
+
 Only real entries are listed: no placeholder URL. MobileNetV2's ImageNet file
 is not listed, since Keras records no hash for it.
 """
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._download import RemoteFile, fetch, file_sha256
-from ..exceptions import ArgumentError, ArgumentTypeError, ModelError
+from ..exceptions import ArgumentError, ArgumentTypeError, ChecksumError, MissingFileError, ModelError
 from ._registry import get_spec
 
 __all__ = [
@@ -83,6 +89,12 @@ class PretrainedCfg:
         Output classes (classifiers only).
     metrics : dict
         Test metrics reported for the checkpoint (classifiers only).
+    bundled : str, optional
+        File name of a copy shipped in the package's ``pretrained/`` folder:
+        verified and used instead of a download. A bundled record may have no ``url``.
+    card : dict
+        The model card: intended use, training data and licences, per-source
+        metrics, held-out-source results, failure modes (bundled classifiers).
 
     Examples
     --------
@@ -106,6 +118,8 @@ class PretrainedCfg:
     size: int | None = None
     class_names: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
+    bundled: str | None = None
+    card: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in ("base", "classifier"):
@@ -117,11 +131,23 @@ class PretrainedCfg:
         if not (self.sha256 or self.md5):
             message = f"A pretrained record needs a sha256 or md5 to be verifiable. Received: none for {self.name!r}"
             raise ArgumentError(message)
+        if not (self.url or self.bundled):
+            message = f"A pretrained record needs a url or a bundled copy. Received: neither for {self.name!r}"
+            raise ArgumentError(message)
+        if self.bundled and not self.sha256:
+            message = f"A bundled record needs a sha256 to verify its copy. Received: none for {self.name!r}"
+            raise ArgumentError(message)
 
     @property
     def arch(self) -> str:
         """The architecture, the part of ``name`` before the first dot."""
         return self.name.split(".", 1)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-serialisable types (what :func:`read_bundled_record` reads back)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["class_names"] = list(self.class_names)
+        return values
 
     def remote_file(self) -> RemoteFile:
         """The record the download machinery fetches and verifies."""
@@ -220,8 +246,140 @@ def fetch_pretrained(
     >>> path = fetch_pretrained("vgg16.imagenet", mirror="/srv/weights")  # doctest: +SKIP
     """
     cfg = get_pretrained_cfg(name)
+    if cfg.bundled:
+        return verified_bundled_copy(cfg)
     mirror = mirror if mirror is not None else (os.environ.get(WEIGHTS_MIRROR_ENV) or None)
     return fetch(cfg.remote_file(), data_home=data_home, mirror=mirror, progress=progress, **fetch_options)
+
+
+def bundled_dir() -> Path:
+    """The package folder holding the bundled checkpoints and their records.
+
+    Examples
+    --------
+    >>> from cxrclassify.models.pretrained import bundled_dir
+    >>> bundled_dir().name
+    'pretrained'
+    """
+    return Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def verified_bundled_copy(cfg: PretrainedCfg) -> Path:
+    """The bundled file of ``cfg``, after checking its size and sha256 against the record.
+
+    Raises
+    ------
+    cxrclassify.exceptions.MissingFileError
+        If the package holds no such file (an incomplete install).
+    cxrclassify.exceptions.ChecksumError
+        If the file differs from the record (a damaged or replaced copy).
+
+    Examples
+    --------
+    >>> from cxrclassify.models.pretrained import get_pretrained_cfg, verified_bundled_copy
+    >>> verified_bundled_copy(get_pretrained_cfg("mobilenetv2.covid3-v1")).suffix
+    '.keras'
+    """
+    path = bundled_dir() / str(cfg.bundled)
+    if not path.is_file():
+        message = (f"The bundled checkpoint of {cfg.name!r} is missing: expected the file {str(path)!r} in the "
+                   "installed package. Reinstall cxrclassify.")
+        raise MissingFileError(message)
+    size = path.stat().st_size
+    if cfg.size is not None and size != cfg.size:
+        message = (f"The bundled checkpoint {str(path)!r} has {size} bytes; its record {cfg.name!r} expects "
+                   f"{cfg.size}. The file is damaged or was replaced: reinstall cxrclassify.")
+        raise ChecksumError(message)
+    digest = file_sha256(path)
+    if digest != cfg.sha256:
+        message = (f"The bundled checkpoint {str(path)!r} has sha256 {digest}; its record {cfg.name!r} expects "
+                   f"{cfg.sha256}. The file is damaged or was replaced: reinstall cxrclassify.")
+        raise ChecksumError(message)
+    logger.debug("Verified the bundled checkpoint %s (sha256 %s)", path, digest)
+    return path
+
+
+def read_bundled_record(path: str | os.PathLike[str]) -> PretrainedCfg:
+    """The record stored as JSON beside a bundled checkpoint.
+
+    Examples
+    --------
+    >>> from cxrclassify.models.pretrained import bundled_dir, read_bundled_record
+    >>> read_bundled_record(bundled_dir() / "mobilenetv2.covid3-v1.json").kind
+    'classifier'
+    """
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        message = f"Expected a pretrained record as JSON. Received: {str(path)!r} ({error})"
+        raise ModelError(message) from error
+    if not isinstance(values, dict):
+        message = f"Expected a pretrained record as a JSON object. Received: {type(values).__name__} in {str(path)!r}"
+        raise ModelError(message)
+    values["class_names"] = tuple(values.get("class_names", ()))
+    known = set(PretrainedCfg.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        message = f"Unknown fields {unknown} in the pretrained record {str(path)!r}. Expected only {sorted(known)}"
+        raise ModelError(message)
+    return PretrainedCfg(**values)
+
+
+def write_bundled_record(
+    path: str | os.PathLike[str],
+    name: str,
+    *,
+    card: Mapping[str, Any],
+    license: str,
+    citation: str,
+    url: str | None = None,
+) -> PretrainedCfg:
+    """Write the JSON record of a classifier to bundle, beside its file, and register it.
+
+    The record's sha256 and size are the file's; its training data and metrics come from
+    the card (``card["sources"]`` and ``card["test_metrics"]``).
+
+    Examples
+    --------
+    >>> from cxrclassify.models.pretrained import write_bundled_record
+    >>> cfg = write_bundled_record("out/m.keras", "mobilenetv2.mine", card={}, license="CC BY 4.0",
+    ...                            citation="me")  # doctest: +SKIP
+    """
+    path = Path(path)
+    cfg = pretrained_cfg_from_file(path, name, url=url or "", training_data=_training_data_line(card),
+                                   license=license, citation=citation, metrics=_headline_metrics(card.get("test_metrics") or {}),
+                                   bundled=path.name, card=card)
+    _atomic_json(path.with_name(path.name[: -len(path.suffix)] + ".json"), cfg.to_dict())
+    return register_pretrained(cfg, overwrite=True)
+
+
+def _headline_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("n_images", "n_correct", "accuracy", "accuracy_ci", "balanced_accuracy", "balanced_accuracy_ci",
+            "macro_f1", "macro_f1_ci", "macro_roc_auc", "macro_roc_auc_ci")
+    return {key: metrics[key] for key in keys if key in metrics}
+
+
+def _training_data_line(card: Mapping[str, Any]) -> str:
+    sources = card.get("sources") or {}
+    parts = [f"{name} ({sum(dict(values.get('images', {})).values())} images; {values.get('licence', '?')})"
+             for name, values in sources.items()]
+    return "; ".join(parts) or "see the model card"
+
+
+def _atomic_json(path: Path, values: Mapping[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".part")
+    temporary.write_text(json.dumps(values, indent=1, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _register_bundled() -> None:
+    """Register the records of the checkpoints shipped in the package (their JSON files)."""
+    folder = bundled_dir()
+    for record in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if record.name.endswith(".sample_predictions.json"):
+            continue
+        register_pretrained(read_bundled_record(record), overwrite=True)
 
 
 def load_pretrained(
@@ -280,6 +438,8 @@ def pretrained_cfg_from_file(
     license: str,
     citation: str,
     metrics: Mapping[str, Any] | None = None,
+    bundled: str | None = None,
+    card: Mapping[str, Any] | None = None,
 ) -> PretrainedCfg:
     """Write the record of a classifier saved by the library, from the file itself.
 
@@ -310,7 +470,7 @@ def pretrained_cfg_from_file(
         name=name, kind="classifier", url=url, filename=path.name, input_size=model.image_size,
         preprocessing=model.preprocessing, training_data=training_data, license=license, citation=citation,
         sha256=file_sha256(path), size=path.stat().st_size, class_names=tuple(model.class_names or ()),
-        metrics=dict(metrics or {}),
+        metrics=dict(metrics or {}), bundled=bundled, card=dict(card or {}),
     )
 
 
@@ -333,11 +493,13 @@ def model_card(cfg: PretrainedCfg) -> str:
         f"- Training data: {cfg.training_data}",
         f"- File: {cfg.filename} ({cfg.size if cfg.size is not None else 'unknown'} bytes), "
         f"{'sha256 ' + cfg.sha256 if cfg.sha256 else 'md5 ' + str(cfg.md5)}",
-        f"- URL: {cfg.url}",
+        f"- URL: {cfg.url}" if cfg.url else f"- URL: none; bundled in the package as pretrained/{cfg.bundled}",
         f"- License: {cfg.license}",
         f"- Cite: {cfg.citation}",
     ]
-    if cfg.metrics:
+    if cfg.card:
+        lines += _card_sections(cfg.card)
+    elif cfg.metrics:
         lines += ["", "## Reported metrics", "", "```json", json.dumps(cfg.metrics, indent=2), "```"]
     if cfg.kind == "classifier":
         lines += [
@@ -349,6 +511,105 @@ def model_card(cfg: PretrainedCfg) -> str:
             "disease; check the per-source breakdown and adult controls before trusting any number.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _with_ci(value: Any, interval: Any, *, percent: bool = True) -> str:
+    if value is None:
+        return "n/a"
+    shown = _percent if percent else (lambda number: f"{float(number):.3f}")
+    if not interval or None in interval:
+        return shown(value)
+    return f"{shown(value)} ({shown(interval[0])} to {shown(interval[1])})"
+
+
+def _card_sections(card: Mapping[str, Any]) -> list[str]:
+    """The Markdown of a model card's contents (see ``tools/train_pretrained.py``)."""
+    lines: list[str] = []
+    if card.get("summary"):
+        lines += ["", card["summary"]]
+    if card.get("intended_use"):
+        lines += ["", "## Intended use", "", card["intended_use"]]
+    sources = card.get("sources") or {}
+    if sources:
+        lines += ["", "## Training data", "", "| Source | Images (covid19 / normal / pneumonia) | Licence | Selection |",
+                  "|---|---|---|---|"]
+        for name, values in sources.items():
+            counts = " / ".join(str(count) for count in dict(values.get("images", {})).values())
+            lines.append(f"| {name} ({values.get('citation', '')}) | {counts} | {values.get('licence', '')} | "
+                         f"{values.get('selection', '')} |")
+    if card.get("excluded"):
+        lines += ["", "Left out: " + "; ".join(card["excluded"]) + "."]
+    training = card.get("training") or {}
+    if training:
+        split = training.get("split", {})
+        lines += ["", "## Training", "",
+                  f"Recipe {training.get('recipe')!r}: {training.get('epochs_run')} epochs ran (at most "
+                  f"{training.get('max_epochs')}); temperature {training.get('temperature', float('nan')):.3f}; "
+                  f"split by {split.get('by', 'patient')} (seed {split.get('seed')}): {split.get('train')} train, "
+                  f"{split.get('validation')} validation, {split.get('test')} test images. "
+                  f"Reproduce with `{training.get('command')}`."]
+        ood = training.get("ood") or {}
+        if ood:
+            lines.append("")
+            lines.append(f"Out-of-distribution flag: {ood.get('method')} score, threshold {ood.get('threshold'):.4g} "
+                         f"({ood.get('quantile')} quantile of the {ood.get('threshold_from')} images).")
+    metrics = card.get("test_metrics") or {}
+    if metrics:
+        lines += ["", "## Test metrics (held-out patients, 95% CIs by patient bootstrap or Wilson)", "",
+                  f"Accuracy {_with_ci(metrics.get('accuracy'), metrics.get('accuracy_ci'))} on "
+                  f"{metrics.get('n_images')} images; macro F1 "
+                  f"{_with_ci(metrics.get('macro_f1'), metrics.get('macro_f1_ci'), percent=False)}; macro ROC AUC "
+                  f"{_with_ci(metrics.get('macro_roc_auc'), metrics.get('macro_roc_auc_ci'), percent=False)}."]
+    by_source = card.get("per_source_test") or {}
+    if by_source:
+        lines += ["", "| Test source | Images | Accuracy (95% CI) |", "|---|---|---|"]
+        for name, values in by_source.items():
+            lines.append(f"| {name} | {values.get('n_images')} | "
+                         f"{_with_ci(values.get('accuracy'), values.get('accuracy_ci'))} |")
+    loso = card.get("leave_one_source_out") or {}
+    if loso.get("shipped_recipe"):
+        lines += ["", "## Leave one source out (this recipe)", "",
+                  "A fresh model of this recipe trained on every source but one (the split's train and validation "
+                  "patients of the others), tested on every image of the one left out; 95% Wilson intervals. "
+                  "'Called covid19': the share of the held-out images the fold's model called COVID-19; 'Flagged "
+                  "OOD': the share its out-of-distribution flag caught.", "",
+                  "| Held out | Test images | Accuracy | Sensitivity per class | Called covid19 | Flagged OOD |",
+                  "|---|---|---|---|---|---|"]
+        for fold in loso["shipped_recipe"]:
+            sensitivity = "; ".join(f"{name} {_with_ci(value, fold['sensitivity_ci'].get(name))}"
+                                    for name, value in fold.get("sensitivity", {}).items())
+            flagged = "n/a" if fold.get("ood_flagged") is None else _percent(fold["ood_flagged"])
+            called = _percent(fold["called"]["covid19"]) if "covid19" in fold.get("called", {}) else "n/a"
+            lines.append(f"| {fold['held_out']} | {fold['n_test']} | "
+                         f"{_with_ci(fold['accuracy'], fold['accuracy_ci'])} | {sensitivity} | {called} | {flagged} |")
+    if loso.get("variants"):
+        # Only the experiments that measured accuracy for at least one variant.
+        experiments = {key: described for key, described in loso.get("experiments", {}).items()
+                       if any(values["experiments"].get(key, {}).get("accuracy") is not None
+                              for values in loso["variants"].values())}
+        lines += ["", "## Sources and hospitals never seen in training (recipe benchmark)", "",
+                  f"From `{loso.get('from')}` (`{loso.get('command')}`): MobileNetV2 on the same base, trained on "
+                  "ieee8023 COVID-19 and NIH controls without the tested source or hospital, then tested on it. "
+                  "Accuracy with its 95% Wilson interval.", ""]
+        for variant, values in loso["variants"].items():
+            lines.append(f"- **{variant}**: {values.get('described', '')}")
+        for key, described in experiments.items():
+            lines.append(f"- **{key}**: {described}")
+        variants = list(loso["variants"])
+        lines += ["", "| Experiment | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
+        for key in experiments:
+            cells = []
+            for variant in variants:
+                found = loso["variants"][variant]["experiments"].get(key, {})
+                cells.append(_with_ci(found.get("accuracy"), found.get("accuracy_ci")) if found else "n/a")
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    if card.get("failure_modes"):
+        lines += ["", "## Known failure modes", ""] + [f"- {mode}" for mode in card["failure_modes"]]
+    return lines
 
 
 def _register_keras_imagenet() -> None:
@@ -379,3 +640,4 @@ def _register_keras_imagenet() -> None:
 
 
 _register_keras_imagenet()
+_register_bundled()
