@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", stream=sys.stdout)
 
     import cxrclassify as cx
-    from cxrclassify.models.pretrained import write_bundled_record
+    from cxrclassify.models import write_bundled_record
 
     started = time.perf_counter()
     weights = arguments.shared / "weights" / "mobilenet_v2_1.0_notop_imagenet_torchvision.weights.h5"

@@ -53,6 +53,7 @@ import platformdirs
 import requests
 from tqdm.auto import tqdm
 
+from ._io import write_json
 from ._version import __version__
 from .exceptions import ChecksumError, CxrError, DataError, DownloadError, UnverifiedDownloadWarning
 
@@ -451,9 +452,7 @@ def _write_meta(dest: Path, *, url: str, sha256: str, verified_against: str) -> 
             "mtime_ns": info.st_mtime_ns,
             "verified_against": verified_against,
         }
-        temp = Path(f"{meta_path}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
-        os.replace(temp, meta_path)
+        write_json(meta_path, meta, fsync=False)
     except OSError as error:
         logger.debug("Could not write %s: %s", meta_path, error)
 

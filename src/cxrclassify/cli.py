@@ -33,7 +33,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -410,7 +409,9 @@ def format_predictions(predictions, output_format: str = "csv") -> str:
     >>> print(format_predictions(result, "csv").splitlines()[0])
     input,label,a,b,ood_score,out_of_distribution,error
     """
-    rows = [{key: _finite_or_none(value) for key, value in row.items()} for row in predictions.to_rows()]
+    from ._io import to_jsonable
+
+    rows = to_jsonable(predictions.to_rows())
     columns = ["input", "label", *predictions.class_names, "ood_score", "out_of_distribution", "error"]
     if output_format == "json":
         return json.dumps(rows, indent=1) + "\n"
@@ -420,12 +421,6 @@ def format_predictions(predictions, output_format: str = "csv") -> str:
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
     return buffer.getvalue()
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _skipped_exit_code(predictions) -> int:

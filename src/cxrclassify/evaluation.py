@@ -16,7 +16,6 @@ age group that is easy to tell apart.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -34,6 +33,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from ._io import to_jsonable
 from .datasets import DatasetSplits, ImageSet, check_not_training_only
 from .inference import Predictions, predict
 from .models import CxrClassifier
@@ -194,7 +194,7 @@ class ReliabilityCurve:
 
     def to_dict(self) -> dict[str, Any]:
         """The curve as JSON-serialisable lists (``None`` for empty bins)."""
-        return _jsonable({"bin_edges": self.bin_edges, "confidence": self.confidence,
+        return to_jsonable({"bin_edges": self.bin_edges, "confidence": self.confidence,
                           "accuracy": self.accuracy, "count": self.count})
 
 
@@ -400,7 +400,7 @@ class Evaluation:
 
         Labels, probabilities and predictions are left out; intervals are ``[low, high]`` lists.
         """
-        return _jsonable({
+        return to_jsonable({
             "class_names": list(self.class_names),
             "n_images": self.n_images,
             "n_correct": self.n_correct,
@@ -1169,22 +1169,3 @@ def _per_image(values: Sequence[Any] | None, n: int, name: str) -> list[Any]:
 
 def _n_bins(curve: ReliabilityCurve | None) -> int:
     return 0 if curve is None else len(curve.count)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with numpy types turned into Python ones, tuples into lists and nan into ``None``."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value

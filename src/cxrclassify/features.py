@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -45,6 +44,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._io import atomic_write
 from .augment import AUGMENT_CHUNK, Augmentation, augmented_chunks, derive_seed
 from .models import CxrClassifier
 from .exceptions import ArgumentError, DataWarning
@@ -110,9 +110,9 @@ class FeatureCache:
     def save(self, key: str, array: np.ndarray, info: dict[str, Any]) -> Path:
         """Store ``array`` under ``key`` with its index entry ``info``; return the ``.npy`` path."""
         path = self.path(key)
-        _atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
+        atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(array), allow_pickle=False))
         entry = {**info, "key": key, "shape": list(array.shape), "dtype": str(array.dtype), "created": time.time()}
-        _atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(entry, indent=1).encode()))
+        atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(entry, indent=1).encode()))
         return path
 
     def entries(self) -> list[dict[str, Any]]:
@@ -363,23 +363,3 @@ def _features_of_batch(model: CxrClassifier, images: np.ndarray, bar: tqdm) -> n
     features = keras.ops.convert_to_numpy(model.features(images.astype(np.float32)))
     bar.update(len(images))
     return features.astype(FEATURE_DTYPE, copy=False)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(handle)`` to a temporary file next to ``path``, then rename it into place."""
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    try:
-        with handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.replace(handle.name, path)
-        except PermissionError:
-            # Windows: another process holds the entry open (memory-mapped); it wrote the same content.
-            if not path.exists():
-                raise
-            Path(handle.name).unlink(missing_ok=True)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise

@@ -27,7 +27,6 @@ process (on the same machine and library versions).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import json
 import logging
@@ -41,13 +40,14 @@ from typing import Any, Mapping, Sequence
 import keras
 import numpy as np
 
+from ._io import atomic_write_bytes, to_jsonable
 from .augment import Augmentation, augment_images, derive_seed
-from .datasets import DatasetSplits, ImageSet, resize
+from .datasets import DatasetSplits, ImageSet
 from .features import FeatureCache, extract_features, view_features, weights_digest
 from .models import CxrClassifier
 from .linear_head import LinearHead, balancing_weights, fit_linear_head, set_gap_head
 from .models.ood import fit_ood as fit_ood_score, pool_features
-from .exceptions import ArgumentError, ArgumentTypeError, TrainingWarning
+from .exceptions import ArgumentError, ArgumentTypeError, DataError, TrainingWarning
 
 __all__ = ["FROM_RECIPE", "PAPER_SETTINGS", "RECOMMENDED_TRAINING", "TRAINING_RECIPES", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
@@ -310,7 +310,7 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
                                epochs=options["epochs"], shuffle=False, verbose=0, callbacks=run_callbacks)
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
     full_history = _with_earlier_epochs(history, run_callbacks)
-    model.metadata["training"] = _plain({**settings, "model_seed": getattr(model, "seed", None),
+    model.metadata["training"] = _plain_json({**settings, "model_seed": getattr(model, "seed", None),
                                          **_stopping_record(run_callbacks, len(full_history["loss"]))})
     if options["log_dir"] is not None:
         _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
@@ -625,15 +625,15 @@ class _RunState(keras.callbacks.Callback):
         for name, value in (logs or {}).items():
             self._history.setdefault(name, []).append(float(value))
         state = {"epoch": epoch + 1, "history": self._history, "callbacks": [
-            {name: _plain(getattr(callback, name, None)) for name in self._fields(callback)}
+            {name: _plain_json(getattr(callback, name, None)) for name in self._fields(callback)}
             for callback in self.watched]}
         for callback in self.watched:
             best = getattr(callback, "best_weights", None)
             if isinstance(callback, keras.callbacks.EarlyStopping) and best is not None \
                     and best is not self._saved_best_weights:  # written when they change, not every epoch
-                _atomic_write_bytes(self.folder / _BEST_WEIGHTS, _npz_bytes(best))
+                atomic_write_bytes(self.folder / _BEST_WEIGHTS, _npz_bytes(best))
                 self._saved_best_weights = best
-        _atomic_write_bytes(self.folder / _RUN_STATE, json.dumps(_plain(state)).encode("utf-8"))
+        atomic_write_bytes(self.folder / _RUN_STATE, json.dumps(_plain_json(state)).encode("utf-8"))
 
     def _restore(self, saved: list[dict[str, Any]]) -> None:
         for callback, fields in zip(self.watched, saved):
@@ -701,9 +701,9 @@ def _head_stage(
     record = dict(model.metadata["training"])
     if checkpoint is not None:
         checkpoint.mkdir(parents=True, exist_ok=True)
-        _atomic_write_bytes(checkpoint / "head_history.json",
-                            json.dumps(_plain({"history": history, "record": record})).encode("utf-8"))
-        _atomic_write_bytes(done, _npz_bytes(model.get_weights()))  # last: it marks the stage as done
+        atomic_write_bytes(checkpoint / "head_history.json",
+                            json.dumps(_plain_json({"history": history, "record": record})).encode("utf-8"))
+        atomic_write_bytes(done, _npz_bytes(model.get_weights()))  # last: it marks the stage as done
     return history, record
 
 
@@ -813,7 +813,7 @@ def _train_linear(
     set_gap_head(model, head)
     history = _linear_history(head, pooled[0], labels, validation_pooled,
                               None if validation_set is None else np.asarray(validation_set.labels))
-    model.metadata["training"] = _plain({
+    model.metadata["training"] = _plain_json({
         "recipe": "linear", "seed": options["seed"], "cached_features": True, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set), "class_weight": class_weights,
@@ -935,13 +935,13 @@ def _prepare_checkpoint(
                           "Resume with the same base (the same weights file, or for weights=None the same "
                           "build_model seed).",
                           TrainingWarning, stacklevel=4)
-        changed = sorted(key for key in settings if previous["settings"].get(key) != _plain(settings[key]))
+        changed = sorted(key for key in settings if previous["settings"].get(key) != _plain_json(settings[key]))
         if changed:
             warnings.warn(f"Resuming the checkpoint in {str(folder)!r} with other settings ({', '.join(changed)}): "
                           "the result will differ from an uninterrupted run.", TrainingWarning, stacklevel=4)
     if resuming:
         logger.info("Resuming from the checkpoint in %s (epoch %s)", folder, _checkpoint_epoch(folder))
-    _atomic_write_bytes(previous_path, json.dumps(_plain(record)).encode("utf-8"))
+    atomic_write_bytes(previous_path, json.dumps(_plain_json(record)).encode("utf-8"))
     return resuming
 
 
@@ -974,33 +974,15 @@ def _with_earlier_epochs(
             for name, values in history.items()}
 
 
+def _plain_json(value: Any) -> Any:
+    """JSON-ready, keeping infinities (an early-stopping "best" starts at inf and is read back on resume)."""
+    return to_jsonable(value, keep_infinity=True)
+
+
 def _write_history_json(log_dir: Path, history: dict[str, list], record: dict[str, Any]) -> None:
     """``history.json``: every epoch's metrics and the settings of the run."""
-    payload = {"history": _plain(history), "settings": _plain(record)}
-    _atomic_write_bytes(log_dir / "history.json", json.dumps(payload, indent=1).encode("utf-8"))
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with NumPy scalars and arrays, tuples and paths made JSON-serialisable."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else value
-    return value
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(payload)
-    os.replace(partial, path)
+    payload = {"history": _plain_json(history), "settings": _plain_json(record)}
+    atomic_write_bytes(log_dir / "history.json", json.dumps(payload, indent=1).encode("utf-8"))
 
 
 def _npz_bytes(arrays: Sequence[np.ndarray]) -> bytes:
@@ -1109,17 +1091,11 @@ def _images_at_model_size(
         if not _needs_resizing(split, model):
             result.append(split)
             continue
+        try:
+            result.append(split.resized(size))
+        except DataError as error:
+            raise ArgumentError(f"The model expects {size} x {size} RGB uint8 images. {error}") from None
         images = split.images
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            message = (
-                f"The model expects {size} x {size} RGB uint8 images. Received: images of shape {images.shape} "
-                f"and dtype {images.dtype}; load them with load_datasets(..., image_size={size})"
-            )
-            raise ArgumentError(message)
-        resized = np.empty((len(images), size, size, 3), dtype=np.uint8)
-        for index in range(len(images)):
-            resized[index] = resize(images[index], size)
-        result.append(dataclasses.replace(split, images=resized))
         resized_shapes.append(f"{len(images)} image{'' if len(images) == 1 else 's'} of "
                               f"{images.shape[1]} x {images.shape[2]}")
     if resized_shapes:

@@ -297,6 +297,46 @@ class ImageSet:
         counts = Counter(self.labels.tolist())
         return {name: counts.get(index, 0) for index, name in enumerate(self.class_names)}
 
+    def resized(self, image_size: int) -> ImageSet:
+        """This split with its images at ``image_size`` square: itself when they already are.
+
+        Otherwise a new split with the same labels, records, class names and
+        ``lungs``, its images resized one at a time with
+        :func:`~cxrclassify.datasets.resize` (Pillow's bilinear, as
+        :func:`~cxrclassify.load_datasets` resizes the decoded files) into a new
+        ``uint8`` array; this split is not changed. Resizing images that were
+        already resized is not the same as loading the files at that size once.
+
+        Raises
+        ------
+        cxrclassify.exceptions.DataError
+            If the images are not ``(N, H, W, 3)`` ``uint8`` RGB.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cxrclassify.datasets import ImageSet, Sample
+        >>> split = ImageSet(np.zeros((1, 48, 48, 3), np.uint8), np.array([0]), [Sample("a.png", "a")], ["a"])
+        >>> split.resized(32).images.shape, split.resized(48) is split
+        ((1, 32, 32, 3), True)
+        """
+        from dataclasses import replace
+
+        from ._images import resize
+
+        images = self.images
+        if tuple(images.shape[1:3]) == (image_size, image_size):
+            return self
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            message = (f"Expected (N, H, W, 3) uint8 RGB images to resize to {image_size} x {image_size}. Received: "
+                       f"images of shape {images.shape} and dtype {images.dtype}; load them with "
+                       f"load_datasets(..., image_size={image_size})")
+            raise DataError(message)
+        resized = np.empty((len(images), image_size, image_size, 3), dtype=np.uint8)
+        for index in range(len(images)):
+            resized[index] = resize(images[index], image_size)
+        return replace(self, images=resized)
+
 
 @dataclass
 class DatasetSplits:

@@ -40,7 +40,7 @@ import numpy as np
 from keras import ops
 
 from ..datasets import DatasetSplits, ImageSet
-from ..evaluation import _jsonable
+from .._io import to_jsonable
 from ..exceptions import ArgumentError, ArgumentTypeError, DataError
 from ..models import CxrClassifier
 from ..models.ood import pool_features, pooled_features
@@ -224,7 +224,7 @@ class SourceProbe:
 
     def to_dict(self) -> dict[str, Any]:
         """The probe's results as JSON-serialisable types (``nan`` becomes ``None``)."""
-        return _jsonable({
+        return to_jsonable({
             "sources": self.sources, "counts": self.counts, "n_images": self.n_images,
             "n_patients": self.n_patients, "n_splits": self.n_splits, "accuracy": self.accuracy,
             "balanced_accuracy": self.balanced_accuracy, "majority_baseline": self.majority_baseline,
@@ -334,7 +334,7 @@ class AuditResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the maps, as JSON-serialisable types (``nan`` becomes ``None``)."""
-        return _jsonable({
+        return to_jsonable({
             "class_names": self.class_names, "method": self.method, "border": self.border,
             "border_pixels": self.border_pixels, "image_size": self.image_size,
             "uniform_central_share": self.uniform_central_share,

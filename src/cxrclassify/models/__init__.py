@@ -12,11 +12,10 @@ from .pretrained import (
     fetch_pretrained,
     get_pretrained_cfg,
     list_pretrained,
-    load_pretrained,
     model_card,
-    pretrained_cfg_from_file,
     register_pretrained,
 )
+from ._builder import load_pretrained, pretrained_cfg_from_file, write_bundled_record
 
 __all__ = [
     "MahalanobisOOD",
@@ -33,6 +32,7 @@ __all__ = [
     "model_card",
     "pretrained_cfg_from_file",
     "register_pretrained",
+    "write_bundled_record",
     "ArchSpec",
     "CxrClassifier",
     "HEADS",

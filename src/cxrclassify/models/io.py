@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .._io import atomic_write_bytes
 from ..exceptions import ArgumentError, ArgumentTypeError, MissingFileError, ModelError, OutputExistsError
 from .classifier import CxrClassifier
 
@@ -395,7 +396,7 @@ def export_tflite(
         )
         raise ArgumentTypeError(message)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomically(path, content)
+    atomic_write_bytes(path, content)
     logger.info(
         "Exported %s as a %s TensorFlow Lite file to %s (%.1f MB)",
         source, "dynamic-range quantised" if quantize else "float32", path, len(content) / 1e6,
@@ -727,17 +728,6 @@ def _convert_to_tflite(savedmodel: Path, quantize: bool) -> bytes:
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
-
-
-def _write_bytes_atomically(path: Path, content: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _tflite_interpreter_class() -> type:

@@ -546,9 +546,8 @@ def fit_ood(
         model.metadata["ood"] = {"fitted": False, "reason": reason}
         return dict(model.metadata["ood"])
     if features is None:
-        from ..training import _images_at_model_size  # here: training imports this module
-
-        train_set, validation_set = _images_at_model_size([train_set, validation_set], model, log=logger)
+        train_set, validation_set = (None if split is None else split.resized(model.image_size)
+                                     for split in (train_set, validation_set))
         train_features = pooled_features(model, train_set.images, batch_size=batch_size)
         validation_features = None if validation_set is None else pooled_features(
             model, validation_set.images, batch_size=batch_size)
