@@ -165,12 +165,15 @@ def augmented_chunks(images: np.ndarray, augmentation: Augmentation, *, seed: in
     >>> [len(chunk) for chunk in augmented_chunks(np.zeros((40, 8, 8, 3)), Augmentation(), seed=0)]
     [32, 8]
     """
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
+    if not hasattr(images, "shape"):
+        images = np.asarray(images)
+    if len(images.shape) != 4 or images.shape[-1] != 3:
         message = f"Expected (N, S, S, 3) RGB images. Received: images of shape {images.shape}"
         raise ArgumentError(message)
     for index, start in enumerate(range(0, len(images), AUGMENT_CHUNK)):
-        yield _augment_chunk(images[start:start + AUGMENT_CHUNK], augmentation, derive_seed(seed, index))
+        # One chunk at a time: images decoded on demand are decoded a chunk at a time.
+        chunk = np.asarray(images[start:start + AUGMENT_CHUNK])
+        yield _augment_chunk(chunk, augmentation, derive_seed(seed, index))
 
 
 def derive_seed(*parts: object) -> int:

@@ -465,7 +465,6 @@ def _resolve_model(parser: argparse.ArgumentParser, value: str):
         parser.error(str(error))
     parser.error(f"MODEL must be a saved .keras file or one of the pretrained classifiers {classifiers}; "
                  f"{value!r} is neither")
-    raise AssertionError("unreachable")  # pragma: no cover - parser.error exits
 
 
 # -------------------------------------------------------------------------------------------- train

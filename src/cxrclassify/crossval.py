@@ -22,6 +22,7 @@ import numpy as np
 
 from .datasets import DatasetSplits, ImageSet
 from .datasets.splits import stratified_group_split
+from .datasets.stream import LazyImages, is_lazy
 from .evaluation import Evaluation, evaluate, format_ci
 from .exceptions import ArgumentError, ArgumentTypeError, DataError, UnknownNameError
 from .inference import predict
@@ -148,8 +149,11 @@ def pool_splits(data: DatasetSplits | ImageSet) -> ImageSet:
     if not splits:
         message = "Expected data with at least one image. Received: empty train, validation and test splits"
         raise DataError(message)
-    return ImageSet(np.concatenate([split.images for split in splits]),
-                    np.concatenate([split.labels for split in splits]),
+    if all(is_lazy(split.images) for split in splits):  # streamed splits stay streamed
+        images = LazyImages.concatenate([split.images for split in splits])
+    else:
+        images = np.concatenate([np.asarray(split.images) for split in splits])
+    return ImageSet(images, np.concatenate([split.labels for split in splits]),
                     [record for split in splits for record in split.records], list(data.class_names),
                     lungs=splits[0].lungs)
 
@@ -168,7 +172,8 @@ def subset(images: ImageSet, indices: Sequence[int] | np.ndarray) -> ImageSet:
     ['b.png']
     """
     indices = np.asarray(indices, dtype=int)
-    return ImageSet(images.images[indices], images.labels[indices], [images.records[i] for i in indices],
+    chosen = images.images.take(indices) if is_lazy(images.images) else images.images[indices]
+    return ImageSet(chosen, images.labels[indices], [images.records[i] for i in indices],
                     list(images.class_names), lungs=images.lungs)
 
 

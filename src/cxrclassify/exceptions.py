@@ -22,6 +22,7 @@ __all__ = [
     "CxrError",
     "ArgumentError",
     "ArgumentTypeError",
+    "IndexOutOfRangeError",
     "MissingFileError",
     "OutputExistsError",
     "UnknownNameError",
@@ -52,6 +53,10 @@ class ArgumentError(CxrError, ValueError):
 
 class ArgumentTypeError(CxrError, TypeError):
     """An argument is of a type the function does not accept; the message names the argument."""
+
+
+class IndexOutOfRangeError(CxrError, IndexError):
+    """An index past the end of a sequence of images (images decoded on demand); the message gives the range."""
 
 
 class MissingFileError(CxrError, FileNotFoundError):

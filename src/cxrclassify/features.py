@@ -35,10 +35,11 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -114,6 +115,46 @@ class FeatureCache:
         entry = {**info, "key": key, "shape": list(array.shape), "dtype": str(array.dtype), "created": time.time()}
         atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(entry, indent=1).encode()))
         return path
+
+    def write_batches(self, key: str, shape: tuple[int, ...], info: dict[str, Any],
+                      fill: Callable[[np.ndarray], None]) -> np.ndarray:
+        """Store an array under ``key`` written batch by batch by ``fill(out)`` into a memory map on disk.
+
+        ``out`` is a ``shape`` float32 array mapped onto a temporary ``.npy`` file in
+        the cache folder: ``fill`` writes each batch into its rows as they come, so
+        memory never holds the whole array. On success the file is flushed and
+        renamed into place with its index entry, and the stored array is returned
+        memory-mapped (read-only); on failure the temporary file is removed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> import numpy as np
+        >>> from cxrclassify.features import FeatureCache
+        >>> cache = FeatureCache(tempfile.mkdtemp())
+        >>> def fill(out):
+        ...     out[:] = 1.0
+        >>> stored = cache.write_batches("1" * 64, (3, 2), {"arch": "demo"}, fill)
+        >>> stored.shape, float(stored.sum()), type(stored).__name__
+        ((3, 2), 6.0, 'memmap')
+        """
+        path = self.path(key)
+        handle = tempfile.NamedTemporaryFile(dir=self.folder, prefix=f".{path.name}.", suffix=".part.npy",
+                                             delete=False)
+        handle.close()
+        temporary = Path(handle.name)
+        try:
+            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=FEATURE_DTYPE, shape=tuple(shape))
+            fill(out)
+            out.flush()
+            del out
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        entry = {**info, "key": key, "shape": list(shape), "dtype": np.dtype(FEATURE_DTYPE).name, "created": time.time()}
+        atomic_write(path.with_suffix(".json"), lambda handle: handle.write(json.dumps(entry, indent=1).encode()))
+        return np.load(path, mmap_mode="r", allow_pickle=False)
 
     def entries(self) -> list[dict[str, Any]]:
         """The index entries of every stored array."""
@@ -232,12 +273,17 @@ def view_features(
     missing = [view for view in range(views) if view not in found]
     bar = tqdm(total=len(missing) * len(images), desc=f"Features ({model.arch})", unit="image",
                disable=not progress or not missing)
+    shape = (len(images), *_feature_shape(model))
     with bar:
         for view in missing:
-            found[view] = _compute_view(model, images, view, augmentation, seed, batch_size, bar)
-            if cache is not None:
-                key = feature_key(identity, view, augmentation, seed)
-                cache.save(key, found[view], _index_entry(identity, view, augmentation, seed))
+            if cache is None:
+                found[view] = _compute_view(model, images, view, augmentation, seed, batch_size, bar)
+            else:  # written to disk batch by batch: memory holds one batch, not the split's features
+                found[view] = cache.write_batches(
+                    feature_key(identity, view, augmentation, seed), shape,
+                    _index_entry(identity, view, augmentation, seed),
+                    lambda out, view=view: _compute_view(model, images, view, augmentation, seed, batch_size, bar,
+                                                         out=out))
     return [found[view] for view in range(views)]
 
 
@@ -251,6 +297,9 @@ def images_digest(images: np.ndarray) -> str:
     >>> len(images_digest(np.zeros((1, 4, 4, 3), np.uint8)))
     64
     """
+    content_digest = getattr(images, "content_digest", None)
+    if callable(content_digest):  # images decoded on demand: their files and decoding settings, not their pixels
+        return content_digest()
     images = np.ascontiguousarray(images)
     digest = hashlib.sha256(f"{images.shape}|{images.dtype.str}|".encode())
     digest.update(memoryview(images).cast("B"))
@@ -341,22 +390,35 @@ def _dtype_policy(model: CxrClassifier) -> str:
     return str(getattr(policy, "name", policy))
 
 
+def _feature_shape(model: CxrClassifier) -> tuple[int, ...]:
+    """The shape of one image's feature maps (the head's input)."""
+    return tuple(int(size) for size in model.head.input_shape[1:])
+
+
 def _compute_view(
     model: CxrClassifier, images: np.ndarray, view: int, augmentation: Augmentation | None, seed: int,
-    batch_size: int, bar: tqdm,
+    batch_size: int, bar: tqdm, *, out: np.ndarray | None = None,
 ) -> np.ndarray:
+    """One view's features, batch by batch, into ``out`` (a new array when ``None``; a memory map on disk)."""
+    if out is None:
+        out = np.empty((len(images), *_feature_shape(model)), dtype=FEATURE_DTYPE)
     if view == 0:
-        chunks = [images]
+        chunks: Any = _slices(images, max(batch_size, 1) * 8)
     else:
         chunks = augmented_chunks(images, augmentation, seed=derive_seed(seed, "view", view))
-    parts = [
-        _features_of_batch(model, chunk[first:first + batch_size], bar)
-        for chunk in chunks
-        for first in range(0, len(chunk), batch_size)
-    ]
-    if not parts:
-        return np.zeros((0, *model.head.input_shape[1:]), dtype=FEATURE_DTYPE)
-    return np.concatenate(parts)
+    row = 0
+    for chunk in chunks:
+        for first in range(0, len(chunk), batch_size):
+            features = _features_of_batch(model, np.asarray(chunk[first:first + batch_size]), bar)
+            out[row:row + len(features)] = features
+            row += len(features)
+    return out
+
+
+def _slices(images: np.ndarray, size: int):
+    """``images`` in consecutive slices of ``size`` (a lazy set decodes each slice when it is taken)."""
+    for start in range(0, len(images), size):
+        yield images[start:start + size]
 
 
 def _features_of_batch(model: CxrClassifier, images: np.ndarray, bar: tqdm) -> np.ndarray:

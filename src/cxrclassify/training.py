@@ -33,6 +33,8 @@ import logging
 import math
 import os
 import random
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -316,9 +318,18 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
         _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
     logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
     if options["fit_ood"]:  # on view 0 (the original images) of the cached features, else one pass of the base
-        cached = (batches.views[0], None if validation_data is None else validation_data[0]) if use_cache else None
+        cached = (batches.views[0], None if validation_data is None else _inputs_of(validation_data)) if use_cache \
+            else None
         fit_ood_score(model, (train_set, validation_set), batch_size=options["batch_size"], features=cached)
+    temporary = options.get("_temporary_cache")
+    if temporary is not None:
+        del batches, validation_data
+        shutil.rmtree(temporary, ignore_errors=True)
     return history, full_history
+
+
+def _inputs_of(validation_data: Any) -> Any:
+    return validation_data.inputs if isinstance(validation_data, _ArrayBatches) else validation_data[0]
 
 
 def _train_options(**options: Any) -> dict[str, Any]:
@@ -346,6 +357,10 @@ def _fit_data(
     if options["site_balanced"]:
         sample_weights = _site_balanced(sample_weights, train_set)
     cache = _feature_cache(options["cache_dir"], use_cache)
+    if cache is None and use_cache and train_set.streamed:
+        # Streamed images: their features go to disk batch by batch too (a folder removed after training).
+        cache = FeatureCache(tempfile.mkdtemp(prefix="cxrclassify-features-"))
+        options["_temporary_cache"] = cache.folder
     seed, progress = options["seed"], options["progress"]
     if use_cache:
         fit_model = model.head
@@ -356,10 +371,14 @@ def _fit_data(
     else:
         fit_model = model
         train_views = [train_set.images]
-        validation_inputs = None if validation_set is None else validation_set.images.astype(np.float32)
+        validation_inputs = None if validation_set is None else (
+            validation_set.images if validation_set.streamed else validation_set.images.astype(np.float32))
     batches = _EpochBatches(train_views, train_set.one_hot(), batch_size=options["batch_size"], seed=seed,
                             sample_weights=sample_weights, augmentation=None if use_cache else augmentation)
     validation_data = None if validation_set is None else (validation_inputs, validation_set.one_hot())
+    if validation_data is not None and not type(validation_inputs) is np.ndarray:
+        # Features on disk or images decoded on demand: Keras would copy arrays whole; batches stream.
+        validation_data = _ArrayBatches(validation_inputs, validation_set.one_hot(), batch_size=options["batch_size"])
     strategy = options["strategy"]
     settings = {
         "recipe": options["recipe"], "epochs": options["epochs"], "batch_size": options["batch_size"],
@@ -555,6 +574,23 @@ class _EpochBatches(keras.utils.PyDataset):
             mask = views == view
             inputs[mask] = self.views[view][rows[mask]]
         return inputs
+
+
+class _ArrayBatches(keras.utils.PyDataset):
+    """``(inputs, targets)`` in order, ``batch_size`` rows at a time: for inputs on disk or decoded on demand."""
+
+    def __init__(self, inputs: Any, targets: np.ndarray, *, batch_size: int):
+        super().__init__()
+        self.inputs = inputs
+        self.targets = targets
+        self.batch_size = int(batch_size)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return np.asarray(self.inputs[rows], dtype=np.float32), self.targets[rows]
 
 
 class _EpochSeeds(keras.callbacks.Callback):

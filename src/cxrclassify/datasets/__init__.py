@@ -61,6 +61,14 @@ from .composite import (
     warn_if_sources_confound,
 )
 from .cxnet import CXNET_COMMIT, cxnet_records, read_cxnet_metadata, select_cxnet_rows
+from .fingerprints import (
+    FingerprintCache,
+    ImageFingerprints,
+    SimilarPairs,
+    find_similar_pairs,
+    fingerprint_images,
+    image_key,
+)
 from .folder import assign_patients, records_from_folder
 from .ieee8023 import IEEE8023_COMMIT, ieee8023_records
 from .kermany import kermany_records
@@ -85,10 +93,13 @@ __all__ = [
     "TRAINING_ONLY_SOURCES",
     "DatasetSplits",
     "DuplicatePair",
+    "FingerprintCache",
     "GroupJoin",
+    "ImageFingerprints",
     "ImageSet",
     "RemoteFile",
     "Sample",
+    "SimilarPairs",
     "adult_controls_records",
     "as_samples",
     "assign_patients",
@@ -104,10 +115,13 @@ __all__ = [
     "extract_archive",
     "fetch",
     "find_cross_split_duplicates",
+    "find_similar_pairs",
+    "fingerprint_images",
     "format_composition",
     "get_data_home",
     "get_max_image_pixels",
     "ieee8023_site",
+    "image_key",
     "site_from_url",
     "ieee8023_records",
     "is_training_only",

@@ -27,7 +27,9 @@ from ._images import read_image, resize
 from .._download import get_data_home
 from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
 from .bimcv import BIMCV_IMAGE_SIZE, TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
+from .fingerprints import FingerprintCache, ImageFingerprints, fingerprint_images, image_key
 from .folder import PatientNaming, assign_patients, records_from_folder
+from .stream import LazyImages
 from .splits import (
     DuplicatePair,
     GroupJoin,
@@ -133,6 +135,7 @@ def load_datasets(
     lungs: str | None = None,
     common_resolution: int | None = None,
     class_names: Sequence[str] | None = None,
+    stream: bool = False,
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
     verify: bool = True,
@@ -192,6 +195,15 @@ def load_datasets(
         its segmented lung fields, or black out what is not lung (see
         :mod:`cxrclassify.segmentation.options`); use the model's
         ``lungs``. The patient joins look at the whole images.
+    stream : bool, default False
+        Keep no image in memory: each split's ``images`` is a
+        :class:`~cxrclassify.datasets.stream.LazyImages` that decodes the files of
+        a slice when it is read, and :meth:`ImageSet.as_dataset
+        <cxrclassify.datasets.ImageSet.as_dataset>` streams them through
+        ``tf.data`` with parallel decoding. Loading then decodes each file once,
+        a chunk at a time, for its fingerprint (the duplicate check and the
+        patient joins) and keeps only the fingerprints (about 4 KB per image).
+        The images are the same, pixel for pixel, as with ``stream=False``.
     common_resolution : int, optional
         Bring every image to ``common_resolution`` x ``common_resolution``
         first, whatever its source, then to ``image_size``: when one source's
@@ -277,7 +289,15 @@ def load_datasets(
     common_resolution = _check_common_resolution(common_resolution)
     _warn_if_resolution_tells_sources(samples, common_resolution)
     assigned = _manifest_splits(source, samples)
-    images, prepared = _decode(samples, image_size, lungs, progress, common_resolution=common_resolution)
+    if stream:
+        # One pass over the files for the fingerprints of the whole images; the splits decode on demand.
+        fingerprints = _streamed_fingerprints(samples, image_size, progress, common_resolution,
+                                              cache=FingerprintCache(get_data_home(data_home) / "fingerprints"))
+        prepared = LazyImages(samples, image_size, lungs=lungs, common_resolution=common_resolution)
+    else:
+        images, prepared = _decode(samples, image_size, lungs, progress, common_resolution=common_resolution)
+        fingerprints = fingerprint_images(images)
+        del images
     joins: list[GroupJoin] = []
     if assigned is None:
         if split_by == "patient":
@@ -287,7 +307,7 @@ def load_datasets(
             for index, sample in enumerate(samples)
         ]
         if join_duplicates:
-            joined_groups, joins = join_duplicate_groups(groups, images, [sample.path for sample in samples])
+            joined_groups, joins = join_duplicate_groups(groups, fingerprints, [sample.path for sample in samples])
             samples = _record_joins(samples, groups, joined_groups)
             groups = joined_groups
         assigned = _split_with_training_only(
@@ -297,12 +317,14 @@ def load_datasets(
         check_not_training_only([samples[index] for indices in assigned[1:] for index in indices],
                                 purpose="a manifest's validation and test splits")
     splits = [
-        ImageSet(prepared[indices], labels[indices], [samples[i] for i in indices], list(names), lungs=lungs)
+        ImageSet(prepared.take(indices) if stream else prepared[indices], labels[indices],
+                 [samples[i] for i in indices], list(names), lungs=lungs)
         for indices in assigned
     ]
     data = DatasetSplits(*splits, class_names=list(names))
     data.merged_groups = joins
-    data.duplicates = _report_duplicates(data)
+    data.duplicates = _report_duplicates(data, {name: fingerprints[indices]
+                                                for name, indices in zip(("train", "validation", "test"), assigned)})
     if recipe is not None:
         data.manifest_path = data.write_manifest(
             get_data_home(data_home) / "manifests" / f"{recipe}_seed{seed}_by-{split_by}.csv"
@@ -421,9 +443,9 @@ def _is_manifest(source: object) -> bool:
     return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".csv" and Path(source).is_file()
 
 
-def _report_duplicates(data: DatasetSplits) -> list[DuplicatePair]:
+def _report_duplicates(data: DatasetSplits, fingerprints: Mapping[str, ImageFingerprints]) -> list[DuplicatePair]:
     duplicates = find_cross_split_duplicates(
-        {name: (split.paths, split.images) for name, split in data.items()}
+        {name: (split.paths, fingerprints[name]) for name, split in data.items()}
     )
     if duplicates:
         shown = "; ".join(f"{pair.path_a} ({pair.split_a}) ~ {pair.path_b} ({pair.split_b})"
@@ -515,6 +537,28 @@ def _decode(
                     prepared[start + offset] = resize(rgb, image_size)
             bar.update(len(chunk))
     return whole, prepared
+
+
+def _streamed_fingerprints(samples: Sequence[Sample], image_size: int, progress: bool,
+                           common_resolution: int | None, *, cache: FingerprintCache | None = None,
+                           chunk_size: int = 64) -> ImageFingerprints:
+    """Fingerprints of the whole images, decoded a chunk at a time and let go (memory: one chunk).
+
+    With a ``cache``, fingerprints of files already seen (same path, size, modification
+    time and decoding) are read back: a second load of the same files decodes nothing.
+    """
+    def decoded(positions: Sequence[int]):
+        whole = LazyImages([samples[int(index)] for index in positions], image_size,
+                           common_resolution=common_resolution)
+        with tqdm(total=len(whole), desc="Fingerprinting images", unit="img", disable=not progress) as bar:
+            for batch in whole.iter_batches(chunk_size):
+                bar.update(len(batch))
+                yield batch
+
+    if cache is None:
+        return fingerprint_images(decoded(range(len(samples))))
+    keys = [image_key(sample.path, image_size=image_size, common_resolution=common_resolution) for sample in samples]
+    return cache.fingerprints(keys, decoded)
 
 
 def _check_lungs(lungs: object) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -236,8 +236,11 @@ class ImageSet:
 
     Attributes
     ----------
-    images : numpy.ndarray
-        ``(N, H, W, 3)`` ``uint8`` RGB images, already resized.
+    images : numpy.ndarray or LazyImages
+        ``(N, H, W, 3)`` ``uint8`` RGB images, already resized: in memory, or
+        (``load_datasets(..., stream=True)``) a
+        :class:`~cxrclassify.datasets.stream.LazyImages` that decodes each slice
+        when it is read. :meth:`as_dataset` gives either as a ``tf.data`` pipeline.
     labels : numpy.ndarray
         ``(N,)`` integer class indices into ``class_names``.
     records : list of Sample
@@ -297,6 +300,63 @@ class ImageSet:
         counts = Counter(self.labels.tolist())
         return {name: counts.get(index, 0) for index, name in enumerate(self.class_names)}
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the images are decoded on demand (``load_datasets(..., stream=True)``)."""
+        from .stream import is_lazy
+
+        return is_lazy(self.images)
+
+    def materialized(self) -> ImageSet:
+        """This split with every image decoded into memory (itself when they already are).
+
+        Examples
+        --------
+        >>> import cxrclassify
+        >>> data = cxrclassify.load_datasets("sample", image_size=32, stream=True, progress=False)
+        >>> data.test.streamed, data.test.materialized().streamed
+        (True, False)
+        """
+        if not self.streamed:
+            return self
+        return replace(self, images=np.asarray(self.images))
+
+    def as_dataset(self, batch_size: int | None = 32, *, labels: bool = True, one_hot: bool = True,
+                   **options: object):
+        """The split as a ``tf.data.Dataset`` of ``(images, labels)`` batches, decoded as it is iterated.
+
+        Parameters
+        ----------
+        batch_size : int or None, default 32
+            Images per element (``None``: single images).
+        labels : bool, default True
+            Yield ``(images, labels)`` pairs; ``False``: images only.
+        one_hot : bool, default True
+            One-hot labels (as :meth:`one_hot`); ``False``: integer labels.
+        **options
+            ``shuffle``, ``seed``, ``repeat``, ``shard=(count, index)``,
+            ``num_parallel_calls``, ``deterministic``, ``prefetch``,
+            ``drop_remainder``: see :meth:`LazyImages.as_dataset
+            <cxrclassify.datasets.stream.LazyImages.as_dataset>`. The same options
+            give the same images in the same order whether the split is streamed
+            or in memory.
+
+        Examples
+        --------
+        >>> import cxrclassify
+        >>> data = cxrclassify.load_datasets("sample", image_size=32, stream=True, progress=False)
+        >>> images, labels = next(iter(data.train.as_dataset(batch_size=4)))
+        >>> tuple(images.shape), tuple(labels.shape)
+        ((4, 32, 32, 3), (4, 3))
+        """
+        from .stream import array_dataset
+
+        chosen = self.labels if labels else None
+        classes = len(self.class_names) if labels and one_hot else None
+        if self.streamed:
+            return self.images.as_dataset(chosen, batch_size=batch_size, num_classes=classes, **options)
+        return array_dataset(self.images, chosen, batch_size=batch_size, num_classes=classes, **options)
+
     def resized(self, image_size: int) -> ImageSet:
         """This split with its images at ``image_size`` square: itself when they already are.
 
@@ -320,13 +380,16 @@ class ImageSet:
         >>> split.resized(32).images.shape, split.resized(48) is split
         ((1, 32, 32, 3), True)
         """
-        from dataclasses import replace
-
         from ._images import resize
 
         images = self.images
         if tuple(images.shape[1:3]) == (image_size, image_size):
             return self
+        if self.streamed:  # decode the files at the new size: exact, and still lazy
+            from .stream import LazyImages
+
+            return replace(self, images=LazyImages(images.samples, image_size, lungs=images.lungs,
+                                                   common_resolution=images.common_resolution))
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             message = (f"Expected (N, H, W, 3) uint8 RGB images to resize to {image_size} x {image_size}. Received: "
                        f"images of shape {images.shape} and dtype {images.dtype}; load them with "

@@ -8,17 +8,17 @@ so class proportions are kept as far as whole groups allow.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ..exceptions import ArgumentError, DataError, SplitWarning
+from .fingerprints import ImageFingerprints, find_similar_pairs, fingerprint_images, thumbnail_signature
 
 __all__ = [
     "NEAR_DUPLICATE_SIMILARITY",
@@ -182,40 +182,46 @@ class DuplicatePair:
 NEAR_DUPLICATE_SIMILARITY = 0.97
 
 
-def thumbnail_signature(image: np.ndarray, size: int = 32) -> np.ndarray:
-    """A unit-norm, zero-mean ``size * size`` grayscale thumbnail: dot products are correlations.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from cxrclassify.datasets.splits import thumbnail_signature
-    >>> gradient = np.tile(np.arange(128, dtype=np.uint8), (128, 1))
-    >>> round(float(thumbnail_signature(gradient) @ thumbnail_signature(gradient[::2, ::2])), 3)
-    1.0
-    """
-    grey = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("L").resize((size, size), Image.Resampling.BOX)
-    values = np.asarray(grey, dtype=np.float32).ravel()
-    values -= values.mean()
-    norm = float(np.linalg.norm(values))
-    return values / norm if norm > 0 else values
+def _fingerprints(images: np.ndarray | Sequence[np.ndarray] | ImageFingerprints) -> ImageFingerprints:
+    """``images`` fingerprinted, or as they are if they already are fingerprints."""
+    if isinstance(images, ImageFingerprints):
+        return images
+    return fingerprint_images(images if isinstance(images, np.ndarray) else list(images))
 
 
 def find_cross_split_duplicates(
-    splits: dict[str, tuple[list[str], np.ndarray]], *, min_similarity: float = NEAR_DUPLICATE_SIMILARITY
+    splits: dict[str, tuple[list[str], np.ndarray | ImageFingerprints]],
+    *,
+    min_similarity: float = NEAR_DUPLICATE_SIMILARITY,
+    block_size: int = 1024,
 ) -> list[DuplicatePair]:
     """Find images of one split that are identical or near-identical to images of another.
+
+    Each pair of splits is searched blockwise (:func:`~cxrclassify.datasets.fingerprints.find_similar_pairs`):
+    memory stays bounded by ``block_size`` whatever the size of the splits.
+    Images with identical pixels are always reported, even where the
+    thumbnail is constant (their similarity is 1.0).
 
     Parameters
     ----------
     splits : dict
-        ``{split name: (paths, images)}`` with ``images`` an ``(N, H, W, 3)`` array.
+        ``{split name: (paths, images)}`` with ``images`` an ``(N, H, W, 3)``
+        array or their :class:`~cxrclassify.datasets.fingerprints.ImageFingerprints`
+        (computed once, for instance while decoding: see
+        :func:`~cxrclassify.datasets.fingerprints.fingerprint_images`).
     min_similarity : float, default 0.97
         Smallest thumbnail correlation counted as a near-duplicate.
+    block_size : int, default 1024
+        Side of the tiles of the similarity matrix computed at a time (rows
+        of one split, columns of another): memory grows with
+        ``block_size ** 2``, not with the product of the split sizes. The
+        result does not depend on it.
 
     Returns
     -------
     list of DuplicatePair
-        Most similar first.
+        Most similar first (then by ``path_a``, ``path_b``); the similarity is
+        rounded to 4 decimals.
 
     Examples
     --------
@@ -226,18 +232,30 @@ def find_cross_split_duplicates(
     >>> pairs = find_cross_split_duplicates({"train": (["a.png"], image), "test": (["b.png", "c.png"], np.concatenate([image, other]))})
     >>> [(pair.path_a, pair.path_b, pair.exact) for pair in pairs]
     [('a.png', 'b.png', True)]
+
+    Fingerprints computed beforehand give the same pairs:
+
+    >>> from cxrclassify.datasets.fingerprints import fingerprint_images
+    >>> test = fingerprint_images(np.concatenate([image, other]))
+    >>> find_cross_split_duplicates({"train": (["a.png"], fingerprint_images(image)), "test": (["b.png", "c.png"], test)}) == pairs
+    True
     """
     names = [name for name in splits if len(splits[name][0])]
-    signatures = {name: np.stack([thumbnail_signature(image) for image in splits[name][1]]) for name in names}
-    digests = {name: [hashlib.sha1(image.tobytes()).hexdigest() for image in splits[name][1]] for name in names}
+    fingerprints = {name: _fingerprints(splits[name][1]) for name in names}
+    for name in names:
+        if len(fingerprints[name]) != len(splits[name][0]):
+            message = (f"Expected one path per image in split {name!r}. "
+                       f"Received: {len(splits[name][0])} paths and {len(fingerprints[name])} images")
+            raise ArgumentError(message)
     pairs = []
     for first_index, first in enumerate(names):
         for second in names[first_index + 1:]:
-            similarity = signatures[first] @ signatures[second].T
-            for row, column in zip(*np.nonzero(similarity >= min_similarity)):
+            found = find_similar_pairs(fingerprints[first], fingerprints[second],
+                                       min_similarity=min_similarity, block_size=block_size)
+            for row, column, similarity, exact in zip(found.first.tolist(), found.second.tolist(),
+                                                      found.similarity.tolist(), found.exact.tolist()):
                 pairs.append(DuplicatePair(
-                    splits[first][0][row], first, splits[second][0][column], second,
-                    round(float(similarity[row, column]), 4), digests[first][row] == digests[second][column],
+                    splits[first][0][row], first, splits[second][0][column], second, round(similarity, 4), exact,
                 ))
     return sorted(pairs, key=lambda pair: (-pair.similarity, pair.path_a, pair.path_b))
 
@@ -271,7 +289,7 @@ class GroupJoin:
 
 def join_duplicate_groups(
     groups: list[str],
-    images: np.ndarray,
+    images: np.ndarray | ImageFingerprints,
     paths: list[str],
     *,
     min_similarity: float = NEAR_DUPLICATE_SIMILARITY,
@@ -283,22 +301,28 @@ def join_duplicate_groups(
     share four identical pictures); a split by patient id would then put one
     person in train and test. Every pair of images of different groups whose
     thumbnail correlation reaches ``min_similarity`` links their groups, and the
-    linked groups are joined (a union of groups: links chain).
+    linked groups are joined (a union of groups: links chain). Constant images
+    (a blank frame) have no thumbnail correlation and link nobody, even where
+    their pixels are identical: they tell nothing of who the person is.
 
     Parameters
     ----------
     groups : list of str
         The group (patient) of each image.
-    images : numpy.ndarray
-        ``(N, H, W, 3)`` ``uint8`` images, in the same order.
+    images : numpy.ndarray or ImageFingerprints
+        ``(N, H, W, 3)`` ``uint8`` images, in the same order, or their
+        :class:`~cxrclassify.datasets.fingerprints.ImageFingerprints` (computed
+        once, for instance while decoding).
     paths : list of str
         The path of each image, for the evidence of each join.
     min_similarity : float, default 0.97
         Smallest thumbnail correlation counted as the same picture: the threshold
         of the cross-split duplicate check, :data:`NEAR_DUPLICATE_SIMILARITY`.
     block_size : int, default 1024
-        Rows of the similarity matrix computed at a time; memory grows with
-        ``block_size * N``, not ``N * N``.
+        Side of the tiles of the ``N x N`` similarity matrix computed at a time
+        (:func:`~cxrclassify.datasets.fingerprints.find_similar_pairs`; only
+        those above the diagonal): memory grows with ``block_size ** 2``, not
+        ``N * N``. The result does not depend on it.
 
     Returns
     -------
@@ -328,7 +352,9 @@ def join_duplicate_groups(
         raise ArgumentError(message)
     if len(images) < 2:
         return list(groups), []
-    signatures = np.stack([thumbnail_signature(image) for image in images])
+    fingerprints = _fingerprints(images)
+    pairs = find_similar_pairs(fingerprints, min_similarity=min_similarity, block_size=block_size)
+    constant = (~fingerprints.signatures.any(axis=1)).tolist()
     parent = {group: group for group in groups}
 
     def root(group: str) -> str:
@@ -338,28 +364,22 @@ def join_duplicate_groups(
         return group
 
     evidence: list[tuple[str, str, str, float]] = []
-    group_array = np.asarray(groups, dtype=object)
-    for start in range(0, len(images), block_size):
-        block = signatures[start:start + block_size] @ signatures.T
-        rows, columns = np.nonzero(block >= min_similarity)
-        for row, column in zip(rows.tolist(), columns.tolist()):
-            first, second = start + row, column
-            if second <= first or group_array[first] == group_array[second]:
-                continue
-            evidence.append((groups[first], paths[first], paths[second], round(float(block[row, column]), 4)))
-            a, b = root(groups[first]), root(groups[second])
-            if a != b:
-                parent[max(a, b)] = min(a, b)
+    for first, second, similarity in zip(pairs.first.tolist(), pairs.second.tolist(), pairs.similarity.tolist()):
+        if groups[first] == groups[second] or constant[first] or constant[second]:
+            continue
+        evidence.append((groups[first], paths[first], paths[second], round(similarity, 4)))
+        a, b = root(groups[first]), root(groups[second])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
     members: dict[str, set[str]] = defaultdict(set)
     for group in parent:
         members[root(group)].add(group)
     joined = {"|".join(sorted(found)): tuple(sorted(found)) for found in members.values() if len(found) > 1}
     joined_key = {group: key for key, found in joined.items() for group in found}
-    joins = []
-    for key in sorted(joined):
-        linked = tuple((a, b, similarity) for first_group, a, b, similarity in evidence
-                       if joined_key.get(first_group) == key)
-        joins.append(GroupJoin(key, joined[key], linked))
+    linked: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+    for first_group, a, b, similarity in evidence:
+        linked[joined_key[first_group]].append((a, b, similarity))
+    joins = [GroupJoin(key, joined[key], tuple(linked[key])) for key in sorted(joined)]
     if joins:
         logger.info("Joined %d groups into %d: they share identical or near-identical images",
                     sum(len(join.members) for join in joins), len(joins))

@@ -440,10 +440,14 @@ def pool_features(features: np.ndarray) -> np.ndarray:
     >>> pool_features(np.ones((2, 3, 3, 5))).shape, pool_features(np.ones((2, 5))).shape
     ((2, 5), (2, 5))
     """
-    features = np.asarray(features)
-    if features.ndim == 4:
-        return features.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
-    return features
+    if not isinstance(features, np.memmap):
+        features = np.asarray(features)
+    if features.ndim == 4:  # a chunk of rows at a time: feature maps on disk are read a chunk at a time
+        pooled = np.empty((len(features), features.shape[-1]), dtype=np.float32)
+        for start in range(0, len(features), 256):
+            pooled[start:start + 256] = np.asarray(features[start:start + 256]).mean(axis=(1, 2), dtype=np.float64)
+        return pooled
+    return np.asarray(features)
 
 
 def pooled_features(model: Any, images: np.ndarray, *, batch_size: int = 16) -> np.ndarray:
@@ -472,8 +476,10 @@ def pooled_features(model: Any, images: np.ndarray, *, batch_size: int = 16) -> 
     >>> pooled_features(model, np.zeros((3, 32, 32, 3), np.uint8)).shape
     (3, 512)
     """
-    images = np.asarray(images)
-    parts = [pool_features(ops.convert_to_numpy(model.features(images[start:start + batch_size].astype(np.float32))))
+    if not hasattr(images, "shape"):  # a list of arrays; a lazy set is decoded a batch at a time below
+        images = np.asarray(images)
+    parts = [pool_features(ops.convert_to_numpy(model.features(
+        np.asarray(images[start:start + batch_size]).astype(np.float32))))
              for start in range(0, len(images), batch_size)]
     if not parts:
         return np.zeros((0, model.ood.feature_dim), dtype=np.float32)
