@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from loopback_server import LoopbackServer
 
-from cxrclassify import _download
+from cxrclassify import _cache, _download
 from cxrclassify._download import (
     RemoteFile,
     cache_info,
@@ -441,7 +441,7 @@ def test_two_threads_fetching_the_same_file(home, served, content):
 
 
 def test_get_data_home_precedence(tmp_path, monkeypatch):
-    monkeypatch.setattr(_download.platformdirs, "user_cache_dir", lambda app: str(tmp_path / "platform" / app))
+    monkeypatch.setattr(_cache.platformdirs, "user_cache_dir", lambda app: str(tmp_path / "platform" / app))
     monkeypatch.delenv("CXRCLASSIFY_HOME", raising=False)
     assert get_data_home() == tmp_path / "platform" / "cxrclassify"
     monkeypatch.setenv("CXRCLASSIFY_HOME", "")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import cxrclassify
-from cxrclassify import _download
+from cxrclassify import _archives
 from cxrclassify._download import checked_archive_members, extract_archive
 from cxrclassify.exceptions import CxrError, DownloadError, ModelError
 
@@ -137,7 +137,7 @@ def test_the_raw_error_is_the_cause_not_what_is_raised(tmp_path, case):
 
 
 def test_zip_member_with_wrong_crc_leaves_no_partial_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(_download, "_CHUNK", 512)  # the bad CRC shows only after several chunks are written
+    monkeypatch.setattr(_archives, "_CHUNK", 512)  # the bad CRC shows only after several chunks are written
     archive = write(tmp_path / "a.zip", with_bad_crc(ZIP, "data/PNEUMONIA/b.jpeg"))
     target = tmp_path / "out"
     with pytest.raises(DownloadError) as caught:
@@ -176,7 +176,7 @@ def test_complete_archives_still_extract(tmp_path):
 
 def test_bytes_after_a_complete_gzip_stream_are_ignored_with_a_warning(tmp_path, caplog):
     archive = write(tmp_path / "a.tar.gz", TGZ + b"trailing junk")
-    with caplog.at_level(logging.WARNING, logger="cxrclassify._download"):
+    with caplog.at_level(logging.WARNING, logger="cxrclassify"):
         extract_archive(archive, tmp_path / "out")
     assert extracted(tmp_path / "out") == FILES
     assert any("after the end of its gzip stream" in r.getMessage() for r in caplog.records)

@@ -4,15 +4,9 @@ Fetching (``fetch``, the cache, mirrors) lives in :mod:`cxrclassify._download`
 and is re-exported here.
 """
 
-from .._download import (
-    RemoteFile,
-    cache_info,
-    checked_archive_members,
-    clear_data_home,
-    extract_archive,
-    fetch,
-    get_data_home,
-)
+from .._archives import checked_archive_members, extract_archive
+from .._cache import cache_info, clear_data_home, get_data_home
+from .._download import RemoteFile, fetch
 from ._dicom import read_dicom
 from ._images import (
     DEFAULT_MAX_IMAGE_PIXELS,

@@ -24,7 +24,7 @@ from ..exceptions import (
     SplitWarning,
 )
 from ._images import read_image, resize
-from .._download import get_data_home
+from .._cache import get_data_home
 from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
 from .bimcv import BIMCV_IMAGE_SIZE, TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
 from .fingerprints import FingerprintCache, ImageFingerprints, fingerprint_images, image_key

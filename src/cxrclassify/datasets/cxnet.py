@@ -52,7 +52,8 @@ from urllib.parse import quote
 
 from tqdm.auto import tqdm
 
-from .._download import RemoteFile, fetch, get_data_home
+from .._cache import get_data_home
+from .._download import RemoteFile, fetch
 from ..exceptions import ArgumentError, DataError, UnverifiedDownloadWarning
 from ._records import Sample, parse_age, read_csv_rows
 from .sites import site_from_url

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
-from .._download import RemoteFile, checked_archive_members, extract_archive, fetch, file_sha256, get_data_home
+from .._archives import checked_archive_members, extract_archive
+from .._cache import file_sha256, get_data_home
+from .._download import RemoteFile, fetch
 from ..exceptions import ChecksumError, DataError
 from ._records import Sample
 

@@ -30,13 +30,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._download import (
-    RemoteFile,
-    checked_archive_members,
-    extract_archive,
-    fetch,
-    get_data_home,
-)
+from .._archives import checked_archive_members, extract_archive
+from .._cache import get_data_home
+from .._download import RemoteFile, fetch
 from ..exceptions import DataError, DataWarning, UnverifiedDownloadWarning
 from ._records import Sample
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._download import file_sha256
+from .._cache import file_sha256
 from .._io import write_json
 from ..exceptions import ArgumentTypeError, ModelError
 from .classifier import build_model

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._download import RemoteFile, fetch, file_sha256
+from .._cache import file_sha256
+from .._download import RemoteFile, fetch
 from ..exceptions import ArgumentError, ChecksumError, MissingFileError, ModelError
 from ._registry import get_spec
 

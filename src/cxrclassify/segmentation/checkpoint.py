@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 
-from .._download import file_sha256
+from .._cache import file_sha256
 from ..exceptions import ArgumentTypeError, ChecksumError, MissingFileError, ModelError
 from .unet import build_lung_unet
 
