@@ -176,3 +176,11 @@ def test_a_second_streamed_load_decodes_nothing_for_its_fingerprints(tmp_path, m
                                        data_home=tmp_path)
     assert computed == [] and second.train.paths == first.train.paths
     assert list((tmp_path / "fingerprints").iterdir())
+
+
+def test_the_audit_and_calibration_of_streamed_splits_equal_the_eager_ones(both):
+    eager, lazy = both
+    model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=32, seed=0)
+    cxrclassify.train(model, eager, epochs=1, seed=0, progress=False)
+    assert cxrclassify.audit(model, lazy).to_dict() == cxrclassify.audit(model, eager).to_dict()
+    assert cxrclassify.fit_temperature(model, lazy.validation) == cxrclassify.fit_temperature(model, eager.validation)

@@ -120,11 +120,13 @@ class FeatureCache:
                       fill: Callable[[np.ndarray], None]) -> np.ndarray:
         """Store an array under ``key`` written batch by batch by ``fill(out)`` into a memory map on disk.
 
-        ``out`` is a ``shape`` float32 array mapped onto a temporary ``.npy`` file in
-        the cache folder: ``fill`` writes each batch into its rows as they come, so
-        memory never holds the whole array. On success the file is flushed and
-        renamed into place with its index entry, and the stored array is returned
-        memory-mapped (read-only); on failure the temporary file is removed.
+        ``out`` stands for a ``shape`` float32 array in a temporary ``.npy`` file in
+        the cache folder: ``fill`` assigns each batch to its rows
+        (``out[start:stop] = batch``) as they come, and each batch is written
+        straight to the file, so memory never holds the whole array (not even as
+        the dirty pages of a memory map). On success the file is flushed to disk
+        and renamed into place with its index entry, and the stored array is
+        returned memory-mapped (read-only); on failure the temporary file is removed.
 
         Examples
         --------
@@ -133,7 +135,7 @@ class FeatureCache:
         >>> from cxrclassify.features import FeatureCache
         >>> cache = FeatureCache(tempfile.mkdtemp())
         >>> def fill(out):
-        ...     out[:] = 1.0
+        ...     out[0:3] = np.ones((3, 2), np.float32)
         >>> stored = cache.write_batches("1" * 64, (3, 2), {"arch": "demo"}, fill)
         >>> stored.shape, float(stored.sum()), type(stored).__name__
         ((3, 2), 6.0, 'memmap')
@@ -144,10 +146,10 @@ class FeatureCache:
         handle.close()
         temporary = Path(handle.name)
         try:
-            out = np.lib.format.open_memmap(temporary, mode="w+", dtype=FEATURE_DTYPE, shape=tuple(shape))
-            fill(out)
-            out.flush()
-            del out
+            with open(temporary, "r+b") as handle:
+                out = _RowWriter(handle, tuple(shape), np.dtype(FEATURE_DTYPE))
+                fill(out)
+                out.close()
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -165,6 +167,108 @@ class FeatureCache:
             except (OSError, ValueError):
                 continue
         return entries
+
+
+class _RowWriter:
+    """Rows of a new ``.npy`` file, written with ``os.pwrite`` as they are assigned (``out[a:b] = rows``)."""
+
+    def __init__(self, handle, shape: tuple[int, ...], dtype: np.dtype):
+        self.handle = handle
+        self.shape = shape
+        self.dtype = dtype
+        np.lib.format.write_array_header_2_0(handle, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                      "fortran_order": False, "shape": shape})
+        handle.flush()
+        self.offset = handle.tell()
+        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        self._written = np.zeros(shape[0], dtype=bool)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, key: slice, rows: np.ndarray) -> None:
+        start, stop, step = key.indices(self.shape[0])
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if step != 1 or rows.shape != (stop - start, *self.shape[1:]):
+            message = f"Expected rows of shape {(stop - start, *self.shape[1:])} for {key}. Received: {rows.shape}"
+            raise ArgumentError(message)
+        os.pwrite(self.handle.fileno(), memoryview(rows).cast("B"), self.offset + start * self._row_bytes)
+        self._written[start:stop] = True
+
+    def close(self) -> None:
+        if not self._written.all():
+            message = f"Expected every one of the {self.shape[0]} rows written. Received: {int(self._written.sum())}"
+            raise ArgumentError(message)
+        self.handle.truncate(self.offset + self.shape[0] * self._row_bytes)
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+
+class RowReader:
+    """The rows of an array stored in a ``.npy`` file, read with ``os.pread``: nothing stays mapped.
+
+    A memory map's pages count in the process's resident memory once touched, so an
+    epoch over features on disk would grow it to the file's size; reading the rows
+    each batch needs keeps it at a batch (the operating system's page cache still
+    keeps the file warm, outside the process).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> import numpy as np
+    >>> from cxrclassify.features import RowReader
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.npy"
+    >>> np.save(path, np.arange(12, dtype=np.float32).reshape(4, 3))
+    >>> rows = RowReader(np.load(path, mmap_mode="r"))
+    >>> rows.shape, rows[[3, 1]].tolist(), float(rows[1:3].sum())
+    ((4, 3), [[9.0, 10.0, 11.0], [3.0, 4.0, 5.0]], 33.0)
+    """
+
+    def __init__(self, stored: np.memmap):
+        if not isinstance(stored, np.memmap) or stored.filename is None or not stored.flags.c_contiguous:
+            message = f"Expected a C-contiguous memory map of a .npy file. Received: {type(stored).__name__}"
+            raise ArgumentError(message)
+        self.path = stored.filename
+        self.offset = int(stored.offset)
+        self.shape = tuple(stored.shape)
+        self.dtype = stored.dtype
+        self.ndim = len(self.shape)
+        self._row_shape = self.shape[1:]
+        self._row_bytes = int(np.prod(self._row_shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = self[0:len(self)]
+        return rows if dtype is None else rows.astype(dtype)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step == 1:
+                return self._read_run(start, max(start, stop))
+            key = np.arange(start, stop, step)
+        if isinstance(key, (int, np.integer)):
+            return self._read_run(int(key) % len(self), int(key) % len(self) + 1)[0]
+        indices = np.asarray(key, dtype=np.int64)
+        out = np.empty((len(indices), *self._row_shape), dtype=self.dtype)
+        with open(self.path, "rb", buffering=0) as handle:
+            for position, row in enumerate(indices.tolist()):
+                out[position] = self._pread(handle, row, 1)[0]
+        return out
+
+    def _read_run(self, start: int, stop: int) -> np.ndarray:
+        with open(self.path, "rb", buffering=0) as handle:
+            return self._pread(handle, start, stop - start)
+
+    def _pread(self, handle, start: int, count: int) -> np.ndarray:
+        size = count * self._row_bytes
+        data = os.pread(handle.fileno(), size, self.offset + start * self._row_bytes) if size else b""
+        if len(data) != size:
+            message = f"Expected {size} bytes of rows {start} to {start + count} in {self.path!r}. Received: {len(data)}"
+            raise ArgumentError(message)
+        return np.frombuffer(data, dtype=self.dtype).reshape(count, *self._row_shape).copy()
 
 
 def extract_features(

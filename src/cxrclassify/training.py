@@ -45,7 +45,7 @@ import numpy as np
 from ._io import atomic_write_bytes, to_jsonable
 from .augment import Augmentation, augment_images, derive_seed
 from .datasets import DatasetSplits, ImageSet
-from .features import FeatureCache, extract_features, view_features, weights_digest
+from .features import FeatureCache, RowReader, extract_features, view_features, weights_digest
 from .models import CxrClassifier
 from .linear_head import LinearHead, balancing_weights, fit_linear_head, set_gap_head
 from .models.ood import fit_ood as fit_ood_score, pool_features
@@ -308,8 +308,10 @@ def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, l
             options["callbacks"], checkpoint_dir, options["progress"], options["epochs"], seed=options["seed"],
             batches=batches, monitor=settings["monitor"], early_stopping=options["early_stopping"],
             lr_schedule=options["lr_schedule"], log_dir=options["log_dir"], resuming=resuming)
-        fitted = fit_model.fit(batches, validation_data=validation_data, validation_batch_size=options["batch_size"],
-                               epochs=options["epochs"], shuffle=False, verbose=0, callbacks=run_callbacks)
+        with _multi_worker_fit(fit_model, strategy):  # a no-op unless the strategy spans several workers
+            fitted = fit_model.fit(batches, validation_data=validation_data,
+                                   validation_batch_size=options["batch_size"], epochs=options["epochs"],
+                                   shuffle=False, verbose=0, callbacks=run_callbacks)
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
     full_history = _with_earlier_epochs(history, run_callbacks)
     model.metadata["training"] = _plain_json({**settings, "model_seed": getattr(model, "seed", None),
@@ -368,6 +370,10 @@ def _fit_data(
                                     cache=cache, progress=progress)
         validation_inputs = None if validation_set is None else view_features(
             model, validation_set.images, cache=cache, progress=progress)[0]
+        if train_set.streamed:  # read the rows each batch needs: an epoch would map the whole file into memory
+            train_views = [RowReader(view) if isinstance(view, np.memmap) else view for view in train_views]
+            if isinstance(validation_inputs, np.memmap):
+                validation_inputs = RowReader(validation_inputs)
     else:
         fit_model = model
         train_views = [train_set.images]
@@ -894,7 +900,7 @@ def _feature_cache(cache_dir: str | os.PathLike[str] | bool | None, use_cache: b
                       "cache_features not False.", TrainingWarning, stacklevel=5)
         return None
     if cache_dir is True:
-        from ._download import get_data_home
+        from ._cache import get_data_home
 
         return FeatureCache(get_data_home() / "features")
     return FeatureCache(cache_dir)
@@ -950,6 +956,64 @@ def _check_built_under(strategy: Any, fit_model: keras.Model) -> None:
             f"build_model(...)`. Received: a model built outside strategy={type(strategy).__name__}"
         )
         raise ArgumentError(message)
+
+
+def _spans_workers(strategy: Any) -> bool:
+    """Whether ``strategy`` is a ``MultiWorkerMirroredStrategy`` over more than one worker (Keras' own test)."""
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+@contextlib.contextmanager
+def _multi_worker_fit(fit_model: keras.Model, strategy: Any):
+    """Around ``fit``: make Keras 3 fit and evaluate under a ``MultiWorkerMirroredStrategy`` of several workers.
+
+    Keras 3 (up to 3.15 at least, keras-team/keras#20585) fails there twice: it
+    builds the model from a cross-worker mean of the first batch, which
+    ``strategy.reduce`` cannot take as a tuple, and it averages each step's
+    scalar logs over an axis 0 they do not have. For the duration of the fit,
+    the model is built from this worker's own part of the first batch (only
+    its shapes are used), and each step returns its logs with a leading axis
+    of one, so that the mean over the workers applies. Nothing else changes:
+    the data, the gradients' all-reduce and the epoch's metrics (read from the
+    metrics' variables, summed over all replicas) are Keras'. With any other
+    strategy, or a single worker, this does nothing.
+    """
+    if not _spans_workers(strategy):
+        yield
+        return
+    import tensorflow as tf
+
+    def with_batch_axis(logs: Any) -> Any:
+        return tf.nest.map_structure(lambda value: tf.reshape(value, [1]) if tf.is_tensor(value)
+                                     and value.shape.rank == 0 else value, logs)
+
+    def local_part(value: Any) -> Any:
+        distributed = isinstance(value, tf.distribute.DistributedValues)
+        return strategy.experimental_local_results(value)[0] if distributed else value
+
+    def symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(local_part, next(batches))
+                break
+        with strategy.scope():
+            fit_model._symbolic_build(data_batch=data_batch)
+
+    train_step, test_step = fit_model.train_step, fit_model.test_step
+    overrides = {"_maybe_symbolic_build": symbolic_build, "train_step": lambda data: with_batch_axis(train_step(data)),
+                 "test_step": lambda data: with_batch_axis(test_step(data))}
+    for name, function in overrides.items():
+        setattr(fit_model, name, function)
+    try:
+        yield
+    finally:
+        for name in overrides:
+            delattr(fit_model, name)
 
 
 def _prepare_checkpoint(

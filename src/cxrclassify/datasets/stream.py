@@ -271,7 +271,7 @@ class LazyImages:
             Seed of the shuffle.
         repeat : bool, default False
             Repeat indefinitely (for ``steps_per_epoch`` training).
-        shard : (count, index), optional
+        shard : tuple of int, optional
             Keep every ``count``-th image starting at ``index`` (before shuffling):
             the part of one of ``count`` workers. Under ``tf.distribute``, leave it
             ``None``: the strategy shards the dataset itself.

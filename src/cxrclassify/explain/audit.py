@@ -456,6 +456,7 @@ def audit(
         message = f"Expected n_worst to be a non-negative integer. Received: n_worst={n_worst!r}"
         raise ArgumentError(message)
     audited, others = _audit_sets(data)
+    audited = audited.materialized()  # its maps need its pixels (the test split); the source probe streams the others
     for split in (audited, *others):
         _check_image_size(model, split)
     class_names = list(model.class_names or audited.class_names or

@@ -440,9 +440,9 @@ def pool_features(features: np.ndarray) -> np.ndarray:
     >>> pool_features(np.ones((2, 3, 3, 5))).shape, pool_features(np.ones((2, 5))).shape
     ((2, 5), (2, 5))
     """
-    if not isinstance(features, np.memmap):
+    if isinstance(features, (list, tuple)):  # arrays, memory maps and row readers are read a chunk at a time
         features = np.asarray(features)
-    if features.ndim == 4:  # a chunk of rows at a time: feature maps on disk are read a chunk at a time
+    if len(features.shape) == 4:  # a chunk of rows at a time: feature maps on disk are read a chunk at a time
         pooled = np.empty((len(features), features.shape[-1]), dtype=np.float32)
         for start in range(0, len(features), 256):
             pooled[start:start + 256] = np.asarray(features[start:start + 256]).mean(axis=(1, 2), dtype=np.float64)
