@@ -434,3 +434,26 @@ def test_recipes_set_the_defaults_and_explicit_options_win(rng):
     assert model.metadata["training"]["early_stopping"] == 3
     with pytest.raises(ValueError, match=r"Received: recipe='fast'"):
         cxrclassify.train(model, (train_set, validation_set), recipe="fast", **options)
+
+
+def test_a_train_config_is_the_same_as_its_keywords(rng):
+    from cxrclassify.training import TRAINING_PRESETS, TrainConfig
+
+    train_set, validation_set = _toy_splits(rng)
+    histories = []
+    for call in ({"recipe": "paper", "epochs": 2}, {"config": TrainConfig.preset("paper", epochs=2)},
+                 {"config": "paper", "epochs": 2}):
+        model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, seed=0)
+        config = call.pop("config", None)
+        histories.append(cxrclassify.train(model, (train_set, validation_set), config, progress=False, **call))
+        assert model.metadata["training"]["recipe"] == "paper" and model.metadata["training"]["class_weight"] is None
+    assert histories[0] == histories[1] == histories[2]
+    assert TRAINING_PRESETS["recommended"] == TrainConfig()
+    with pytest.raises(cxrclassify.ArgumentTypeError, match="colour"):
+        TrainConfig().replace(colour="blue")
+    with pytest.raises(cxrclassify.ArgumentError, match="recipe"):
+        TrainConfig(recipe="fast")
+    model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, seed=0)
+    history = cxrclassify.train(model, (train_set, validation_set), TrainConfig(epochs=3, early_stopping=None),
+                                epochs=1, progress=False)
+    assert len(history["loss"]) == 1  # a keyword given another value than its default changes the config

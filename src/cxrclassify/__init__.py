@@ -80,6 +80,7 @@ _LAZY_NAMES = {
     "save_evaluation_figures": "plots",
     "segment_lungs": "segmentation",
     "train": "training",
+    "TrainConfig": "training",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -107,7 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         save_evaluation_figures,
     )
     from .segmentation import segment_lungs
-    from .training import train
+    from .training import TrainConfig, train
 
 
 def __getattr__(name: str) -> Any:
@@ -152,6 +153,7 @@ __all__ = [
     "Predictions",
     "SkippedInput",
     "SplitWarning",
+    "TrainConfig",
     "TrainingWarning",
     "UnknownNameError",
     "UnverifiedDownloadWarning",

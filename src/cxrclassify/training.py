@@ -27,6 +27,7 @@ process (on the same machine and library versions).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -36,6 +37,7 @@ import random
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -84,6 +86,94 @@ RECOMMENDED_TRAINING = {"class_weight": "balanced", "early_stopping": 10}
 TRAINING_RECIPES = {"paper": {"class_weight": None, "early_stopping": None}, "recommended": RECOMMENDED_TRAINING,
                     "linear": {"class_weight": "balanced", "early_stopping": None}}
 
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of :func:`train`, in one frozen record; the recipes are presets of it.
+
+    The fields are :func:`train`'s keyword arguments, with the same meaning and
+    defaults (see its Parameters); ``class_weight`` and ``early_stopping`` take
+    the recipe's value. :meth:`preset` gives a recipe's settings, :meth:`replace`
+    a copy with some changed, and the record is what ``train(model, data,
+    config)`` runs::
+
+        config = TrainConfig.preset("paper", epochs=40)
+        cxrclassify.train(model, data, config)
+
+    Examples
+    --------
+    >>> from cxrclassify.training import TrainConfig
+    >>> TrainConfig.preset("paper").class_weight is None, TrainConfig.preset("recommended").early_stopping
+    (True, 10)
+    >>> TrainConfig.preset("recommended", epochs=5).replace(batch_size=8).epochs
+    5
+    """
+
+    epochs: int = 80
+    batch_size: int = 15
+    learning_rate: float = 1e-3
+    cache_features: bool | None = None
+    seed: int = 0
+    checkpoint_dir: str | os.PathLike[str] | None = None
+    callbacks: Sequence[keras.callbacks.Callback] = ()
+    progress: bool = True
+    class_weight: str | Mapping[int | str, float] | None = RECOMMENDED_TRAINING["class_weight"]
+    augment: bool | Augmentation = False
+    augment_views: int = 8
+    early_stopping: int | None = RECOMMENDED_TRAINING["early_stopping"]
+    lr_schedule: str | keras.optimizers.schedules.LearningRateSchedule | None = None
+    log_dir: str | os.PathLike[str] | None = None
+    strategy: Any = None
+    cache_dir: str | os.PathLike[str] | bool | None = None
+    fit_ood: bool = True
+    recipe: str = "recommended"
+    site_balanced: bool = False
+
+    def __post_init__(self) -> None:
+        if self.recipe not in TRAINING_RECIPES:
+            message = f"Expected recipe to be one of {sorted(TRAINING_RECIPES)}. Received: recipe={self.recipe!r}"
+            raise ArgumentError(message)
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
+
+    @classmethod
+    def preset(cls, recipe: str = "recommended", **changes: Any) -> TrainConfig:
+        """The settings of ``recipe`` (``"recommended"``, ``"paper"``, ``"linear"``), with ``changes``.
+
+        Examples
+        --------
+        >>> from cxrclassify.training import TrainConfig
+        >>> TrainConfig.preset("linear").early_stopping is None
+        True
+        """
+        if recipe not in TRAINING_RECIPES:
+            message = f"Expected recipe to be one of {sorted(TRAINING_RECIPES)}. Received: recipe={recipe!r}"
+            raise ArgumentError(message)
+        return cls(recipe=recipe, **TRAINING_RECIPES[recipe]).replace(**changes)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; an unknown setting is an error that names it.
+
+        Examples
+        --------
+        >>> from cxrclassify.training import TrainConfig
+        >>> TrainConfig().replace(epochs=3).epochs
+        3
+        """
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            message = (f"Unknown training option(s) {unknown}. Expected some of {sorted(self.__dataclass_fields__)}. "
+                       f"Received: {sorted(changes)}")
+            raise ArgumentTypeError(message)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a dict (objects such as callbacks and strategies as they are)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+#: The recipes as :class:`TrainConfig` presets.
+TRAINING_PRESETS = {name: TrainConfig.preset(name) for name in TRAINING_RECIPES}
+
 #: ``lr_schedule="plateau"``: divide the rate by 10 after this many epochs without a better
 #: monitored loss (fewer when ``early_stopping`` would stop first: half its patience).
 PLATEAU_FACTOR, PLATEAU_PATIENCE, PLATEAU_MIN_LR = 0.1, 5, 1e-7
@@ -96,6 +186,7 @@ _BEST_WEIGHTS = "cxrclassify_best_weights.npz"
 def train(
     model: CxrClassifier,
     data: DatasetSplits | tuple[ImageSet, ImageSet | None],
+    config: TrainConfig | str | None = None,
     *,
     epochs: int = 80,
     batch_size: int = 15,
@@ -140,6 +231,11 @@ def train(
         INFO log line says so); ``data`` is not changed. Loading them with
         ``load_datasets(..., image_size=model.image_size)`` is faster and
         resizes the original files once, not twice.
+    config : TrainConfig or str, optional
+        Every setting at once: a :class:`TrainConfig` (for instance
+        ``TrainConfig.preset("paper", epochs=40)``) or a recipe name. The keyword
+        arguments below then change only the settings they give a value other
+        than their default. Without it, the ``recipe``'s preset and the keywords.
     epochs : int, default 80
         Passes over the training images.
     batch_size : int, default 15
@@ -267,63 +363,111 @@ def train(
     >>> model.metadata["training"]["augment_views"]
     4
     """
-    options = {name: value for name, value in locals().items() if name not in ("model", "data")}
-    history, _ = _train(model, data, **options)
+    given = {name: value for name, value in locals().items() if name not in ("model", "data", "config")}
+    history, _ = _train(model, data, _config_of(config, given))
     return history
 
 
-def _train(model: CxrClassifier, data: Any, **options: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+#: train's keyword defaults: a keyword passed with another value changes the config's setting.
+def _keyword_defaults() -> dict[str, Any]:
+    parameters = inspect.signature(train).parameters
+    return {name: parameter.default for name, parameter in parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _config_of(config: TrainConfig | str | None, given: Mapping[str, Any]) -> _Resolved:
+    """The settings a call of :func:`train` runs: the config (or the recipe's preset) and the keywords passed.
+
+    With no ``config``, the ``recipe`` keyword's preset, updated with every keyword;
+    ``class_weight`` and ``early_stopping`` left at their default come from the
+    recipe. With a ``config``, it is used as it is, updated with the keywords
+    whose value differs from :func:`train`'s default.
+    """
+    defaults = _keyword_defaults()
+    if config is None or isinstance(config, str):
+        recipe = config if isinstance(config, str) else given.get("recipe", "recommended")
+        options = {name: value for name, value in given.items() if value is not FROM_RECIPE and name != "recipe"}
+        resolved = TrainConfig.preset(recipe, **options)
+        return _Resolved(resolved, frozenset(name for name in ("class_weight", "early_stopping")
+                                             if given.get(name, FROM_RECIPE) is FROM_RECIPE))
+    if not isinstance(config, TrainConfig):
+        message = f"Expected config to be a TrainConfig or a recipe name. Received: config={config!r}"
+        raise ArgumentTypeError(message)
+    changes = {name: value for name, value in given.items()
+               if value is not FROM_RECIPE and not _same(value, defaults.get(name))}
+    return _Resolved(config.replace(**changes), frozenset())
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default) and type(value) is type(default)
+    except Exception:  # an object without a usable ==
+        return value is default
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A :class:`TrainConfig` and which of its settings came from the recipe rather than the caller."""
+
+    config: TrainConfig
+    from_recipe: frozenset[str]
+
+
+def _train(model: CxrClassifier, data: Any, resolved: _Resolved | None = None,
+           **options: Any) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """:func:`train`; returns this call's history and the full one (earlier epochs of a resumed run included)."""
-    options = _train_options(**options)
+    if resolved is None:
+        resolved = _config_of(None, options)
+    config = resolved.config
     train_set, validation_set = _training_splits(data)
     _check_data_fits_model(model, train_set, validation_set)
-    _check_counts(epochs=options["epochs"], batch_size=options["batch_size"], augment_views=options["augment_views"])
-    _check_lr_schedule(options["lr_schedule"])
-    _check_batch_splits(options["strategy"], min(options["batch_size"], len(train_set)))
+    _check_counts(epochs=config.epochs, batch_size=config.batch_size, augment_views=config.augment_views)
+    _check_lr_schedule(config.lr_schedule)
+    _check_batch_splits(config.strategy, min(config.batch_size, len(train_set)))
     train_set, validation_set = _images_at_model_size((train_set, validation_set), model)
     if model.class_names is None:
         model.class_names = list(train_set.class_names)
-    use_cache = (not model.base_trainable) if options["cache_features"] is None else bool(options["cache_features"])
+    use_cache = (not model.base_trainable) if config.cache_features is None else bool(config.cache_features)
     if use_cache and model.base_trainable:
         message = "cache_features=True needs a frozen base. Received: a model whose base is trainable"
         raise ArgumentError(message)
-    if validation_set is None and "early_stopping" in options["from_recipe"]:
-        options["early_stopping"] = None  # the recipe's early stopping needs a validation split
-    if validation_set is None and (options["early_stopping"] is not None or options["lr_schedule"] == "plateau"):
+    if validation_set is None and "early_stopping" in resolved.from_recipe:
+        config = config.replace(early_stopping=None)  # the recipe's early stopping needs a validation split
+    if validation_set is None and (config.early_stopping is not None or config.lr_schedule == "plateau"):
         warnings.warn("There is no validation split: early stopping and the plateau schedule watch the "
                       "training loss instead.", TrainingWarning, stacklevel=3)
 
-    keras.utils.set_random_seed(options["seed"])
-    if options["recipe"] == "linear":
-        return _train_linear(model, train_set, validation_set, use_cache, options)
-    fit_model, batches, validation_data, settings = _fit_data(model, train_set, validation_set, use_cache, options)
-    checkpoint_dir, strategy = options["checkpoint_dir"], options["strategy"]
+    keras.utils.set_random_seed(config.seed)
+    if config.recipe == "linear":
+        return _train_linear(model, train_set, validation_set, use_cache, config)
+    fit_model, batches, validation_data, settings, temporary = _fit_data(model, train_set, validation_set, use_cache,
+                                                                         config)
+    checkpoint_dir, strategy = config.checkpoint_dir, config.strategy
     resuming = _prepare_checkpoint(checkpoint_dir, settings, model if use_cache else None)
     with contextlib.nullcontext() if strategy is None else strategy.scope():
         _check_built_under(strategy, fit_model)
-        rate = _learning_rate(options["lr_schedule"], options["learning_rate"], options["epochs"] * len(batches))
+        rate = _learning_rate(config.lr_schedule, config.learning_rate, config.epochs * len(batches))
         fit_model.compile(optimizer=keras.optimizers.Adam(learning_rate=rate),
                           loss=keras.losses.CategoricalCrossentropy(from_logits=use_cache), metrics=["accuracy"])
         run_callbacks = _callbacks(
-            options["callbacks"], checkpoint_dir, options["progress"], options["epochs"], seed=options["seed"],
-            batches=batches, monitor=settings["monitor"], early_stopping=options["early_stopping"],
-            lr_schedule=options["lr_schedule"], log_dir=options["log_dir"], resuming=resuming)
+            config.callbacks, checkpoint_dir, config.progress, config.epochs, seed=config.seed,
+            batches=batches, monitor=settings["monitor"], early_stopping=config.early_stopping,
+            lr_schedule=config.lr_schedule, log_dir=config.log_dir, resuming=resuming)
         with _multi_worker_fit(fit_model, strategy):  # a no-op unless the strategy spans several workers
             fitted = fit_model.fit(batches, validation_data=validation_data,
-                                   validation_batch_size=options["batch_size"], epochs=options["epochs"],
+                                   validation_batch_size=config.batch_size, epochs=config.epochs,
                                    shuffle=False, verbose=0, callbacks=run_callbacks)
     history = {name: [float(value) for value in values] for name, values in fitted.history.items()}
     full_history = _with_earlier_epochs(history, run_callbacks)
     model.metadata["training"] = _plain_json({**settings, "model_seed": getattr(model, "seed", None),
                                          **_stopping_record(run_callbacks, len(full_history["loss"]))})
-    if options["log_dir"] is not None:
-        _write_history_json(Path(options["log_dir"]), full_history, model.metadata["training"])
+    if config.log_dir is not None:
+        _write_history_json(Path(config.log_dir), full_history, model.metadata["training"])
     logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
-    if options["fit_ood"]:  # on view 0 (the original images) of the cached features, else one pass of the base
+    if config.fit_ood:  # on view 0 (the original images) of the cached features, else one pass of the base
         cached = (batches.views[0], None if validation_data is None else _inputs_of(validation_data)) if use_cache \
             else None
-        fit_ood_score(model, (train_set, validation_set), batch_size=options["batch_size"], features=cached)
-    temporary = options.get("_temporary_cache")
+        fit_ood_score(model, (train_set, validation_set), batch_size=config.batch_size, features=cached)
     if temporary is not None:
         del batches, validation_data
         shutil.rmtree(temporary, ignore_errors=True)
@@ -334,36 +478,23 @@ def _inputs_of(validation_data: Any) -> Any:
     return validation_data.inputs if isinstance(validation_data, _ArrayBatches) else validation_data[0]
 
 
-def _train_options(**options: Any) -> dict[str, Any]:
-    """``options`` completed with :func:`train`'s defaults and its recipe's (a TypeError names any unknown option)."""
-    bound = inspect.signature(train).bind(None, None, **options)
-    bound.apply_defaults()
-    completed = {name: value for name, value in bound.arguments.items() if name not in ("model", "data")}
-    if completed["recipe"] not in TRAINING_RECIPES:
-        message = f"Expected recipe to be one of {sorted(TRAINING_RECIPES)}. Received: recipe={completed['recipe']!r}"
-        raise ArgumentError(message)
-    completed["from_recipe"] = sorted(name for name, value in completed.items() if value is FROM_RECIPE)
-    for name in completed["from_recipe"]:
-        completed[name] = TRAINING_RECIPES[completed["recipe"]][name]
-    return completed
-
-
 def _fit_data(
-    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool,
-    options: dict[str, Any],
-) -> tuple[keras.Model, _EpochBatches, tuple[np.ndarray, np.ndarray] | None, dict[str, Any]]:
-    """The model to fit (the head on cached features, or the whole model), its batches, validation data and settings."""
-    augmentation = _augmentation(options["augment"])
-    views = options["augment_views"] if augmentation is not None else 1
-    sample_weights, class_weights = _sample_weights(options["class_weight"], train_set)
-    if options["site_balanced"]:
+    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool, config: TrainConfig,
+) -> tuple[keras.Model, _EpochBatches, Any, dict[str, Any], Path | None]:
+    """The model to fit (the head on cached features, or the whole model), its batches, validation data, settings,
+    and the temporary feature folder to remove after training (``None`` when there is none)."""
+    temporary = None
+    augmentation = _augmentation(config.augment)
+    views = config.augment_views if augmentation is not None else 1
+    sample_weights, class_weights = _sample_weights(config.class_weight, train_set)
+    if config.site_balanced:
         sample_weights = _site_balanced(sample_weights, train_set)
-    cache = _feature_cache(options["cache_dir"], use_cache)
+    cache = _feature_cache(config.cache_dir, use_cache)
     if cache is None and use_cache and train_set.streamed:
         # Streamed images: their features go to disk batch by batch too (a folder removed after training).
         cache = FeatureCache(tempfile.mkdtemp(prefix="cxrclassify-features-"))
-        options["_temporary_cache"] = cache.folder
-    seed, progress = options["seed"], options["progress"]
+        temporary = cache.folder
+    seed, progress = config.seed, config.progress
     if use_cache:
         fit_model = model.head
         train_views = view_features(model, train_set.images, views=views, augmentation=augmentation, seed=seed,
@@ -379,28 +510,28 @@ def _fit_data(
         train_views = [train_set.images]
         validation_inputs = None if validation_set is None else (
             validation_set.images if validation_set.streamed else validation_set.images.astype(np.float32))
-    batches = _EpochBatches(train_views, train_set.one_hot(), batch_size=options["batch_size"], seed=seed,
+    batches = _EpochBatches(train_views, train_set.one_hot(), batch_size=config.batch_size, seed=seed,
                             sample_weights=sample_weights, augmentation=None if use_cache else augmentation)
     validation_data = None if validation_set is None else (validation_inputs, validation_set.one_hot())
     if validation_data is not None and not type(validation_inputs) is np.ndarray:
         # Features on disk or images decoded on demand: Keras would copy arrays whole; batches stream.
-        validation_data = _ArrayBatches(validation_inputs, validation_set.one_hot(), batch_size=options["batch_size"])
-    strategy = options["strategy"]
+        validation_data = _ArrayBatches(validation_inputs, validation_set.one_hot(), batch_size=config.batch_size)
+    strategy = config.strategy
     settings = {
-        "recipe": options["recipe"], "epochs": options["epochs"], "batch_size": options["batch_size"],
-        "learning_rate": options["learning_rate"], "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
+        "recipe": config.recipe, "epochs": config.epochs, "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate, "optimizer": "adam", "seed": seed, "cached_features": use_cache, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set),
-        "class_weight": class_weights, "site_balanced": bool(options["site_balanced"]),
+        "class_weight": class_weights, "site_balanced": bool(config.site_balanced),
         "augmentation": None if augmentation is None else augmentation.to_dict(),
-        "augment_views": views if use_cache else None, "early_stopping": options["early_stopping"],
-        "lr_schedule": _schedule_name(options["lr_schedule"]),
+        "augment_views": views if use_cache else None, "early_stopping": config.early_stopping,
+        "lr_schedule": _schedule_name(config.lr_schedule),
         "monitor": "val_loss" if validation_set is not None else "loss",
         "trainable_blocks": model.trainable_blocks, "strategy": None if strategy is None else type(strategy).__name__,
         "replicas": 1 if strategy is None else int(strategy.num_replicas_in_sync),
         "feature_cache": None if cache is None else str(cache.folder),
     }
-    return fit_model, batches, validation_data, settings
+    return fit_model, batches, validation_data, settings, temporary
 
 
 def train_two_stage(
@@ -820,8 +951,7 @@ def _site_balanced(sample_weights: np.ndarray | None, train_set: ImageSet) -> np
 
 
 def _train_linear(
-    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool,
-    options: dict[str, Any],
+    model: CxrClassifier, train_set: ImageSet, validation_set: ImageSet | None, use_cache: bool, config: TrainConfig,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """``recipe="linear"``: the gap head as an L2 logistic regression on the pooled features, then the OOD score."""
     if model.base_trainable or not use_cache:
@@ -833,22 +963,22 @@ def _train_linear(
                    f"Received: head={model.head_kind!r}")
         raise ArgumentError(message)
     for name in ("checkpoint_dir", "strategy", "lr_schedule"):
-        if options[name] is not None:
-            message = f"recipe='linear' has no epochs: {name} does not apply. Received: {name}={options[name]!r}"
+        if getattr(config, name) is not None:
+            message = f"recipe='linear' has no epochs: {name} does not apply. Received: {name}={getattr(config, name)!r}"
             raise ArgumentError(message)
-    augmentation = _augmentation(options["augment"])
-    views = options["augment_views"] if augmentation is not None else 1
-    cache = _feature_cache(options["cache_dir"], use_cache)
+    augmentation = _augmentation(config.augment)
+    views = config.augment_views if augmentation is not None else 1
+    cache = _feature_cache(config.cache_dir, use_cache)
     train_views = view_features(model, train_set.images, views=views, augmentation=augmentation,
-                                seed=options["seed"], cache=cache, progress=options["progress"])
+                                seed=config.seed, cache=cache, progress=config.progress)
     pooled = [pool_features(np.asarray(view)) for view in train_views]
     validation_maps = None if validation_set is None else view_features(
-        model, validation_set.images, cache=cache, progress=options["progress"])[0]
+        model, validation_set.images, cache=cache, progress=config.progress)[0]
     validation_pooled = None if validation_maps is None else pool_features(np.asarray(validation_maps))
     labels = np.asarray(train_set.labels)
-    _, class_weights = _sample_weights(options["class_weight"], train_set)
+    _, class_weights = _sample_weights(config.class_weight, train_set)
     weights = balancing_weights(labels, class_weight=None if class_weights is None else dict(enumerate(class_weights)),
-                                sites=train_set.sites if options["site_balanced"] else None)
+                                sites=train_set.sites if config.site_balanced else None)
     head = fit_linear_head(np.concatenate(pooled), np.tile(labels, views), num_classes=model.num_classes,
                            sample_weight=np.tile(weights, views),
                            validation=None if validation_pooled is None else (validation_pooled, validation_set.labels))
@@ -856,20 +986,20 @@ def _train_linear(
     history = _linear_history(head, pooled[0], labels, validation_pooled,
                               None if validation_set is None else np.asarray(validation_set.labels))
     model.metadata["training"] = _plain_json({
-        "recipe": "linear", "seed": options["seed"], "cached_features": True, "train_images": len(train_set),
+        "recipe": "linear", "seed": config.seed, "cached_features": True, "train_images": len(train_set),
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set), "class_weight": class_weights,
-        "site_balanced": bool(options["site_balanced"]),
+        "site_balanced": bool(config.site_balanced),
         "augmentation": None if augmentation is None else augmentation.to_dict(), "augment_views": views,
         "linear_c": head.c, "linear_validation_log_loss": {str(key): value for key, value in
                                                            head.validation_log_loss.items()},
         "model_seed": getattr(model, "seed", None), "feature_cache": None if cache is None else str(cache.folder),
     })
-    if options["log_dir"] is not None:
-        _write_history_json(Path(options["log_dir"]), history, model.metadata["training"])
+    if config.log_dir is not None:
+        _write_history_json(Path(config.log_dir), history, model.metadata["training"])
     logger.info("Fitted the linear head of %s on %d images (C=%g)", model.arch, len(train_set), head.c)
-    if options["fit_ood"]:
-        fit_ood_score(model, (train_set, validation_set), batch_size=options["batch_size"],
+    if config.fit_ood:
+        fit_ood_score(model, (train_set, validation_set), batch_size=config.batch_size,
                       features=(train_views[0], validation_maps))
     return history, history
 
