@@ -103,7 +103,11 @@ def run_one(work: Path, count: int) -> dict:
     import cxrclassify
     from cxrclassify.features import FeatureCache, view_features
 
+    import shutil
+
     rows = make_copies(work, count)
+    for stale in (work / f"home-{count}", work / f"features-{count}"):  # measure from nothing: no cached work
+        shutil.rmtree(stale, ignore_errors=True)
     result: dict = {"n": count, "rss_start_mb": round(peak_rss_mb(), 1)}
     started = time.perf_counter()
     data = cxrclassify.load_datasets(rows, image_size=IMAGE_SIZE, stream=True, class_names=CLASSES, seed=0,

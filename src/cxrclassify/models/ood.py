@@ -225,14 +225,11 @@ class MahalanobisOOD(_ThresholdedScore):
             If the features and labels do not match, labels are out of range,
             there are fewer than two training images, or ``quantile`` is not in ``(0, 1]``.
         """
-        from sklearn.covariance import LedoitWolf
-
         train = self._pooled(features_train, "features_train")
         labels = self._check_labels(labels_train, len(train))
         self._check_quantile(quantile)
         means = self._class_means(train, labels)
-        centred = train - means[labels]
-        precision = LedoitWolf(assume_centered=True).fit(centred).precision_
+        precision = ledoit_wolf_precision(train, means, labels)
         self.means.assign(means.astype(np.float32))
         self.precision.assign(((precision + precision.T) / 2.0).astype(np.float32))
         self.fitted.assign(1.0)
@@ -428,6 +425,48 @@ def build_ood(method: str, num_classes: int, feature_dim: int) -> MahalanobisOOD
         return NearestNeighbourOOD(num_classes, feature_dim, name="ood")
     message = f"Expected ood to be one of {sorted(OOD_METHODS)}. Received: ood={method!r}"
     raise ArgumentError(message)
+
+
+def ledoit_wolf_precision(features: np.ndarray, means: np.ndarray, labels: np.ndarray, *,
+                          chunk_size: int = 2048) -> np.ndarray:
+    """The precision of the Ledoit-Wolf covariance of ``features - means[labels]``, a chunk of rows at a time.
+
+    The same estimate as scikit-learn's ``LedoitWolf(assume_centered=True)`` on the
+    centred features (its shrinkage formula, written with the scatter matrix
+    ``X^T X`` and the rows' fourth powers ``sum ||x||^4``, which add up over chunks),
+    without the centred ``(N, d)`` float64 copy: memory holds ``d x d`` and one chunk.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.covariance import LedoitWolf
+    >>> from cxrclassify.models.ood import ledoit_wolf_precision
+    >>> x = np.random.default_rng(0).normal(size=(50, 4))
+    >>> labels = np.zeros(50, dtype=int)
+    >>> means = x.mean(axis=0, keepdims=True)
+    >>> reference = LedoitWolf(assume_centered=True).fit(x - means).precision_
+    >>> bool(np.allclose(ledoit_wolf_precision(x, means, labels, chunk_size=7), reference))
+    True
+    """
+    from scipy import linalg
+
+    count, dimension = len(features), features.shape[1]
+    scatter = np.zeros((dimension, dimension))
+    fourth_powers = 0.0
+    for start in range(0, count, chunk_size):
+        centred = np.asarray(features[start:start + chunk_size], dtype=np.float64) - means[labels[start:start + chunk_size]]
+        scatter += centred.T @ centred
+        fourth_powers += float(np.sum(np.sum(centred ** 2, axis=1) ** 2))
+    covariance = scatter / count
+    trace_mean = float(np.trace(covariance)) / dimension  # sklearn's mu
+    delta_sum = float(np.sum(covariance ** 2))  # ||X^T X||_F^2 / n^2
+    beta = (fourth_powers / count - delta_sum) / (dimension * count)
+    delta = (delta_sum - 2.0 * trace_mean * float(np.trace(covariance)) + dimension * trace_mean ** 2) / dimension
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    shrunk = (1.0 - shrinkage) * covariance
+    shrunk.flat[:: dimension + 1] += shrinkage * trace_mean
+    return linalg.pinvh(shrunk, check_finite=False)
 
 
 def pool_features(features: np.ndarray) -> np.ndarray:
