@@ -32,20 +32,22 @@ cache, so that the next :func:`fetch` downloads it again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import quote, urlsplit
 from urllib.request import url2pathname
 
 import filelock
 import requests
 
-from .exceptions import ChecksumError, DataError, UnverifiedDownloadWarning
+from .exceptions import ArgumentTypeError, ChecksumError, DataError, UnverifiedDownloadWarning
 
 from ._archives import checked_archive_members, extract_archive
 from ._cache import (
@@ -66,7 +68,9 @@ from ._cache import (
 from ._transport import _copy_local, _download_http, _user_agent
 
 __all__ = [
+    "FetchOptions",
     "RemoteFile",
+    "resolve_fetch_options",
     "get_data_home",
     "cache_info",
     "clear_data_home",
@@ -231,9 +235,222 @@ def _source(remote: RemoteFile, mirror: str | os.PathLike[str] | None) -> _Sourc
     return _Source("local", str(folder.joinpath(*relative.split("/"))), text)
 
 
+#: The fetch parameters, in the order of :class:`FetchOptions`.
+FETCH_FIELDS = ("data_home", "mirror", "verify", "known_hashes", "progress")
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Where and how files are fetched: the cache folder, a mirror, verification, pins and progress bars.
+
+    One value object for the fetch parameters that every source, recipe and
+    :func:`~cxrclassify.datasets.load_datasets` takes: build it once and pass it
+    as ``fetch_options=``. Each function still takes the five keywords one by
+    one, as before (``mirror=...``), but not together with ``fetch_options``.
+
+    Parameters
+    ----------
+    data_home : str or os.PathLike, optional
+        The cache folder (see :func:`~cxrclassify.datasets.get_data_home`).
+    mirror : str or os.PathLike, optional
+        An ``http(s)://`` base URL, a ``file://`` URL or a local folder replacing
+        the upstream hosts for every file, which it holds under the file's
+        ``mirror_path`` (see :func:`~cxrclassify.datasets.fetch`; each source
+        documents its layout).
+    verify : bool, default True
+        Check every file against its recorded hash (or ``known_hashes``).
+        ``False`` checks nothing and warns so, for a mirror of modified files you
+        trust.
+    known_hashes : mapping of str to str, optional
+        ``{cache name: sha256}`` pins overriding the recorded hashes (a mirror's
+        own manifest). Copied into a read-only mapping.
+    progress : bool, default True
+        Show progress bars.
+
+    Raises
+    ------
+    cxrclassify.exceptions.ArgumentTypeError
+        If ``data_home`` or ``mirror`` is not a path, or ``known_hashes`` not a mapping.
+
+    See Also
+    --------
+    resolve_fetch_options : Merge ``fetch_options`` and the one-by-one keywords.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import FetchOptions
+    >>> options = FetchOptions(mirror="/data/cxr-mirror", verify=False)
+    >>> options
+    FetchOptions(mirror='/data/cxr-mirror', verify=False)
+    >>> options.replace(progress=False).as_kwargs()
+    {'data_home': None, 'mirror': '/data/cxr-mirror', 'verify': False, 'known_hashes': None, 'progress': False}
+    >>> FetchOptions() == FetchOptions(data_home=None, mirror=None, verify=True, known_hashes=None, progress=True)
+    True
+
+    It goes wherever the keywords went:
+
+    >>> data = cxrclassify.load_datasets("soares2020", fetch_options=options)  # doctest: +SKIP
+    >>> records = cxrclassify.datasets.ieee8023_records(fetch_options=options)  # doctest: +SKIP
+    """
+
+    data_home: str | os.PathLike[str] | None = None
+    mirror: str | os.PathLike[str] | None = None
+    verify: bool = True
+    known_hashes: Mapping[str, str] | None = dataclasses.field(default=None, hash=False)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("data_home", "mirror"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                message = (f"Expected {name} to be a str or os.PathLike path, or None. "
+                           f"Received: {name}={value!r} of type {type(value).__name__}")
+                raise ArgumentTypeError(message)
+        if self.known_hashes is not None:
+            if not isinstance(self.known_hashes, Mapping):
+                message = ("Expected known_hashes to be a mapping {cache name: sha256}, or None. "
+                           f"Received: known_hashes of type {type(self.known_hashes).__name__}")
+                raise ArgumentTypeError(message)
+            object.__setattr__(self, "known_hashes", types.MappingProxyType(dict(self.known_hashes)))
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value == field.default:
+                continue
+            if field.name == "known_hashes":
+                shown.append(f"known_hashes=<{len(value)} pin{'' if len(value) == 1 else 's'}>")
+            else:
+                shown.append(f"{field.name}={value!r}")
+        return f"FetchOptions({', '.join(shown)})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # A read-only mapping does not pickle: rebuild from a plain dict.
+        known = dict(self.known_hashes) if self.known_hashes is not None else None
+        return (type(self), (self.data_home, self.mirror, self.verify, known, self.progress))
+
+    def replace(self, **changes: Any) -> FetchOptions:
+        """A copy with some fields changed.
+
+        Raises
+        ------
+        cxrclassify.exceptions.ArgumentTypeError
+            If a keyword is not one of the fields.
+
+        Examples
+        --------
+        >>> from cxrclassify.datasets import FetchOptions
+        >>> FetchOptions(mirror="/data/cxr-mirror").replace(progress=False)
+        FetchOptions(mirror='/data/cxr-mirror', progress=False)
+        """
+        unknown = sorted(set(changes) - set(FETCH_FIELDS))
+        if unknown:
+            message = (f"FetchOptions has no field {unknown}. Expected some of {list(FETCH_FIELDS)}. "
+                       f"Received: {_shown(changes)}")
+            raise ArgumentTypeError(message)
+        return dataclasses.replace(self, **changes)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The five fields as keyword arguments (for :func:`fetch` or a function taking them one by one).
+
+        Examples
+        --------
+        >>> from cxrclassify.datasets import FetchOptions
+        >>> sorted(FetchOptions().as_kwargs())
+        ['data_home', 'known_hashes', 'mirror', 'progress', 'verify']
+        """
+        return {name: getattr(self, name) for name in FETCH_FIELDS}
+
+
+def _shown(keywords: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in keywords.items()) or "nothing"
+
+
+def resolve_fetch_options(fetch_options: FetchOptions | None = None, /, **fetch_keywords: Any) -> FetchOptions:
+    """One :class:`FetchOptions` from a ``fetch_options`` argument or the one-by-one fetch keywords.
+
+    The helper behind every function taking ``fetch_options=None,
+    **fetch_keywords``: ``fetch_keywords`` may only be ``data_home``,
+    ``mirror``, ``verify``, ``known_hashes`` and ``progress``, and not together
+    with ``fetch_options`` (use :meth:`FetchOptions.replace` to change a field).
+
+    Parameters
+    ----------
+    fetch_options : FetchOptions, optional
+        The options; by default built from ``fetch_keywords``.
+    **fetch_keywords
+        The fields of :class:`FetchOptions`, one by one.
+
+    Returns
+    -------
+    FetchOptions
+
+    Raises
+    ------
+    cxrclassify.exceptions.ArgumentTypeError
+        If a keyword is not one of the five, if one is given with ``fetch_options``,
+        or if ``fetch_options`` is not a :class:`FetchOptions`.
+
+    Examples
+    --------
+    >>> from cxrclassify.datasets import FetchOptions, resolve_fetch_options
+    >>> resolve_fetch_options(mirror="/data/cxr-mirror", verify=False)
+    FetchOptions(mirror='/data/cxr-mirror', verify=False)
+    >>> resolve_fetch_options(FetchOptions(verify=False), verify=True)
+    Traceback (most recent call last):
+    ...
+    cxrclassify.exceptions.ArgumentTypeError: Got both fetch_options and the fetch keyword ['verify']. ...
+    """
+    return _resolve_fetch_options(fetch_options, fetch_keywords)
+
+
+def _resolve_fetch_options(
+    fetch_options: FetchOptions | None,
+    fetch_keywords: Mapping[str, Any],
+    *,
+    caller: str | None = None,
+    argument: str = "fetch_options",
+) -> FetchOptions:
+    """:func:`resolve_fetch_options`, naming ``caller`` (``"ieee8023_records"``) and its ``argument`` in errors."""
+    who = f"{caller}() got" if caller else "Got"
+    unknown = [key for key in fetch_keywords if key not in FETCH_FIELDS]
+    if unknown:
+        message = (
+            f"{who} an unexpected keyword argument {unknown}. Expected {'its own parameters, ' if caller else ''}"
+            f"{argument}=FetchOptions(...) or some of the fetch keywords {list(FETCH_FIELDS)}. "
+            f"Received: {_shown({key: fetch_keywords[key] for key in unknown})}"
+        )
+        raise ArgumentTypeError(message)
+    if fetch_options is None:
+        return FetchOptions(**fetch_keywords)
+    if not isinstance(fetch_options, FetchOptions):
+        message = (
+            f"Expected {argument} to be a FetchOptions (FetchOptions(**mapping) builds one from a dict) or None. "
+            f"Received: {argument}={fetch_options!r} of type {type(fetch_options).__name__}"
+        )
+        raise ArgumentTypeError(message)
+    if fetch_keywords:
+        message = (
+            f"{who} both {argument} and the fetch keyword {list(fetch_keywords)}. Expected one or the other "
+            f"({argument}.replace({', '.join(f'{key}=...' for key in fetch_keywords)}) changes a field). "
+            f"Received: {argument}={fetch_options!r}, {_shown(fetch_keywords)}"
+        )
+        raise ArgumentTypeError(message)
+    return fetch_options
+
+
+def _given(**keywords: Any) -> dict[str, Any]:
+    """The fetch keywords of an explicit signature that differ from their defaults (so were given)."""
+    defaults = {field.name: field.default for field in dataclasses.fields(FetchOptions)}
+    return {key: value for key, value in keywords.items()
+            if not (value is defaults[key] or (type(value) is type(defaults[key]) and value == defaults[key]))}
+
+
 def fetch(
     remote: RemoteFile,
     *,
+    options: FetchOptions | None = None,
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
     verify: bool = True,
@@ -266,6 +483,10 @@ def fetch(
     ----------
     remote : RemoteFile
         The file.
+    options : FetchOptions, optional
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        in one object (see :class:`FetchOptions`), instead of the five
+        keywords below, which must then keep their defaults.
     data_home : str or os.PathLike, optional
         The cache folder (see :func:`get_data_home`).
     mirror : str or os.PathLike, optional
@@ -314,13 +535,15 @@ def fetch(
         deleted and nothing is left in the cache.
     cxrclassify.exceptions.DataError
         If ``mirror``, ``known_hashes`` or ``retries`` is malformed.
+    cxrclassify.exceptions.ArgumentTypeError
+        If ``options`` is given with one of the five keywords it holds.
 
     Examples
     --------
     A local mirror folder stands in for the network here:
 
     >>> import hashlib, pathlib, tempfile
-    >>> from cxrclassify._download import RemoteFile, fetch
+    >>> from cxrclassify._download import FetchOptions, RemoteFile, fetch
     >>> mirror = pathlib.Path(tempfile.mkdtemp())
     >>> content = b"PatientID,Finding\\n1,COVID-19\\n"
     >>> (mirror / "demo").mkdir()
@@ -335,7 +558,15 @@ def fetch(
     >>> path = fetch(remote, data_home=tempfile.mkdtemp(), mirror=mirror, progress=False)
     >>> path.read_bytes() == content, path.as_posix().endswith("demo/v1/metadata.csv")
     (True, True)
+    >>> fetch(remote, options=FetchOptions(data_home=path.parents[2], mirror=mirror)) == path
+    True
     """
+    if options is not None:
+        given = _given(data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
+                       progress=progress)
+        options = _resolve_fetch_options(options, given, caller="fetch", argument="options")
+        data_home, mirror, verify = options.data_home, options.mirror, options.verify
+        known_hashes, progress = options.known_hashes, options.progress
     if not isinstance(remote, RemoteFile):
         message = f"Expected a RemoteFile. Received: {type(remote).__name__} {remote!r}"
         raise DataError(message)

@@ -6,7 +6,7 @@ and is re-exported here.
 
 from .._archives import checked_archive_members, extract_archive
 from .._cache import cache_info, clear_data_home, get_data_home
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, fetch, resolve_fetch_options
 from ._dicom import read_dicom
 from ._images import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -87,6 +87,7 @@ __all__ = [
     "TRAINING_ONLY_SOURCES",
     "DatasetSplits",
     "DuplicatePair",
+    "FetchOptions",
     "FingerprintCache",
     "GroupJoin",
     "ImageFingerprints",
@@ -134,6 +135,7 @@ __all__ = [
     "records_from_folder",
     "register_recipe",
     "resize",
+    "resolve_fetch_options",
     "sample_dir",
     "sample_records",
     "select_cxnet_rows",

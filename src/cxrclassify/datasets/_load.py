@@ -25,6 +25,7 @@ from ..exceptions import (
 )
 from ._images import read_image, resize
 from .._cache import get_data_home
+from .._download import FETCH_FIELDS, FetchOptions, _given, _resolve_fetch_options
 from ._records import DatasetSplits, ImageSet, Sample, as_samples, check_records, parse_age, read_manifest
 from .bimcv import BIMCV_IMAGE_SIZE, TRAINING_ONLY_SOURCES, check_not_training_only, is_training_only
 from .fingerprints import FingerprintCache, ImageFingerprints, fingerprint_images, image_key
@@ -141,6 +142,7 @@ def load_datasets(
     verify: bool = True,
     known_hashes: Mapping[str, str] | None = None,
     progress: bool = True,
+    fetch_options: FetchOptions | None = None,
     **recipe_options: Any,
 ) -> DatasetSplits:
     """Load chest X-rays, decode them to RGB, resize them and split them by patient.
@@ -216,12 +218,17 @@ def load_datasets(
         Class names in the order of the model's outputs; by default the sorted
         labels found. Labels not listed raise a :class:`~cxrclassify.exceptions.DataError`.
     data_home, mirror, verify, known_hashes
-        For recipes that fetch data: the cache folder, a base URL or folder
-        replacing the upstream hosts, whether to verify checksums, and a
-        ``{name: sha256}`` manifest replacing the recorded hashes (see
-        :func:`cxrclassify.datasets.fetch`).
+        For recipes that fetch data: the cache folder (also that of the split
+        manifest and, with ``stream``, of the fingerprints), a base URL or
+        folder replacing the upstream hosts, whether to verify checksums, and a
+        ``{name: sha256}`` manifest replacing the recorded hashes: the fields of
+        :class:`~cxrclassify.datasets.FetchOptions`, one by one.
     progress : bool, default True
-        Show progress bars.
+        Show progress bars (with ``fetch_options``, the download bars only when
+        ``fetch_options.progress`` is true too).
+    fetch_options : FetchOptions, optional
+        The four fetch keywords above, and ``progress`` for downloads, in one
+        object; those keywords must then keep their defaults.
     **recipe_options
         Further options of the recipe (``n_covid19=...`` for ``"soares2020"``).
 
@@ -245,6 +252,9 @@ def load_datasets(
         a training-only source (:data:`~cxrclassify.datasets.bimcv.TRAINING_ONLY_SOURCES`).
     ArgumentError
         If ``image_size``, a fraction or ``split_by`` is out of range.
+    ArgumentTypeError
+        If a recipe is given an option it does not take (``mirror`` for
+        ``"sample"``), or ``fetch_options`` together with a fetch keyword.
 
     Warns
     -----
@@ -266,15 +276,27 @@ def load_datasets(
     ((64, 64, 3), ['covid19', 'normal', 'pneumonia'])
     >>> len(data.train) + len(data.validation) + len(data.test)
     48
+
+    The fetch options of a recipe can travel in one object:
+
+    >>> from cxrclassify.datasets import FetchOptions
+    >>> options = FetchOptions(mirror="/data/cxr-mirror", verify=False)
+    >>> data = cxrclassify.load_datasets("soares2020", fetch_options=options)  # doctest: +SKIP
     """
     if split_by not in ("patient", "image"):
         message = f"Expected split_by to be 'patient' or 'image'. Received: split_by={split_by!r}"
         raise ArgumentError(message)
     _check_image_size(image_size)
-    fetch_options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
+    given = _given(data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes)
+    options = _resolve_fetch_options(fetch_options, given, caller="load_datasets")
+    if fetch_options is None:
+        options = options.replace(progress=progress)
+    elif not progress:
+        options = options.replace(progress=False)
+    data_home = options.data_home
     recipe = source if isinstance(source, str) and source in _RECIPES and not Path(source).exists() else None
     if recipe is not None:
-        samples = _call_recipe(recipe, seed=seed, progress=progress, **fetch_options, **recipe_options)
+        samples = _call_recipe(recipe, seed=seed, fetch_options=options, **recipe_options)
     elif recipe_options:
         message = f"Options {sorted(recipe_options)} are only for named recipes. Received: source={source!r}"
         raise ArgumentTypeError(message)
@@ -391,24 +413,48 @@ def _record_joins(samples: list[Sample], groups: list[str], joined_groups: list[
     return records
 
 
-def _call_recipe(name: str, **options: Any) -> list[Sample]:
-    """Call a recipe with the options its signature accepts; unknown non-default options are an error."""
+def _call_recipe(name: str, *, fetch_options: FetchOptions | None = None, **options: Any) -> list[Sample]:
+    """Call a recipe with the options its signature accepts; unknown non-default options are an error.
+
+    ``options`` are ``seed``, the recipe's own options and, unless
+    ``fetch_options`` is given, the fetch keywords one by one. A recipe taking
+    ``fetch_options`` gets one :class:`FetchOptions` (a ``**fetch_keywords``
+    catch-all of it takes nothing else); any other gets those of the five fetch
+    fields its signature names (all with a ``**kwargs``), and a field it does not
+    take is an error unless left at its default (``progress``, like ``seed``,
+    is dropped silently).
+    """
     function = _RECIPES[name]
     parameters = inspect.signature(function).parameters
-    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    fetch = _resolve_fetch_options(fetch_options, {key: options.pop(key) for key in FETCH_FIELDS if key in options},
+                                   caller="load_datasets")
     # seed and progress go to the recipes that take them; fetch options must not be silently dropped.
     ignorable = {"seed", "progress"}
-    fetch_defaults = {"data_home": None, "mirror": None, "verify": True, "known_hashes": None}
     accepted, refused = {}, []
-    for key, value in options.items():
-        if takes_all or key in parameters:
-            accepted[key] = value
-        elif key not in ignorable and (key not in fetch_defaults or value != fetch_defaults[key]):
-            refused.append(key)
+    if "fetch_options" in parameters:
+        named = {key for key, parameter in parameters.items() if parameter.kind is not inspect.Parameter.VAR_KEYWORD}
+        takes_all = any(parameter.kind is inspect.Parameter.VAR_KEYWORD and key != "fetch_keywords"
+                        for key, parameter in parameters.items())
+        accepted["fetch_options"] = fetch
+        for key, value in options.items():
+            if takes_all or key in named:
+                accepted[key] = value
+            elif key not in ignorable:
+                refused.append(key)
+        received = {**options, **fetch.as_kwargs()}
+    else:
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        defaults = FetchOptions()
+        received = {**options, **fetch.as_kwargs()}
+        for key, value in received.items():
+            if takes_all or key in parameters:
+                accepted[key] = value
+            elif key not in ignorable and (key not in FETCH_FIELDS or value != getattr(defaults, key)):
+                refused.append(key)
     if refused:
         message = (
             f"The dataset {name!r} takes no option {sorted(refused)}. "
-            f"Expected some of {sorted(parameters)}. Received: {sorted(options)}"
+            f"Expected some of {sorted(parameters)}. Received: {sorted(received)}"
         )
         raise ArgumentTypeError(message)
     samples = function(**accepted)

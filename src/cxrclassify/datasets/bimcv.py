@@ -51,17 +51,17 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from importlib import resources
+from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _resolve_fetch_options, fetch
 from ..exceptions import (
     ArgumentError,
     DataError,
@@ -298,11 +298,8 @@ def bimcv_records(
     seed: int = 0,
     commit: str = BIMCV_COMMIT,
     mirror_suffix: str = ".jpg",
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """Training-only records of the BIMCV COVID-19 images; only those selected are fetched.
 
@@ -333,20 +330,16 @@ def bimcv_records(
         ``verify=False``), ``".png"`` for a mirror of the upstream PNGs
         (verified against the registry). Without a mirror the upstream PNGs
         are fetched and verified.
-    data_home : path, optional
-        Cache folder (see :func:`cxrclassify.datasets.get_data_home`); files go
-        to ``<data_home>/covid19-radiography-bimcv/<commit[:12]>/COVID/COVID-NNNN<suffix>``.
-    mirror : str or path, optional
-        Base URL or local folder replacing GitHub, laid out
-        ``<mirror>/covid19-radiography-bimcv/COVID/COVID-NNNN.jpg``.
-    verify : bool, default True
-        Verify every file against the recorded sha256 (or ``known_hashes``).
-    known_hashes : mapping, optional
-        ``{cache name: sha256}`` replacing the recorded hashes (a mirror's own
-        manifest), cache names as
-        ``"covid19-radiography-bimcv/744af3631b60/COVID/COVID-1852.jpg"``.
-    progress : bool, default True
-        Show a progress bar.
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. Files go to
+        ``<data_home>/covid19-radiography-bimcv/<commit[:12]>/COVID/COVID-NNNN<suffix>``
+        (their ``known_hashes`` names, such as
+        ``"covid19-radiography-bimcv/744af3631b60/COVID/COVID-1852.jpg"``); a
+        mirror is laid out ``<mirror>/covid19-radiography-bimcv/COVID/COVID-NNNN.jpg``.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -388,8 +381,9 @@ def bimcv_records(
     >>> [(r.label, r.group, r.source, r.site, is_training_only(r)) for r in records]
     [('covid19', 'bimcv:COVID-1852', 'bimcv', 'bimcv-valencia', True)]
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="bimcv_records")
     _check_commit(commit)
-    suffix = mirror_suffix if mirror is not None else ".png"
+    suffix = mirror_suffix if options.mirror is not None else ".png"
     registry = bimcv_registry(commit, mirror_suffix=suffix)
     warnings.warn(
         "The BIMCV images of the COVID-19 Radiography Database are for development only: their licence is not "
@@ -401,14 +395,14 @@ def bimcv_records(
     )
     chosen = _choose(numbers, n, seed, list(registry))
     records = []
-    for index, number in enumerate(tqdm(chosen, desc="BIMCV images", unit="img", disable=not progress)):
+    per_image = options.replace(progress=False)
+    for index, number in enumerate(tqdm(chosen, desc="BIMCV images", unit="img", disable=not options.progress)):
         with warnings.catch_warnings():
             if index:  # said for the first file (verify=False, or an unpinned commit), not for every one
                 warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
                 warnings.filterwarnings("ignore", message=".*no checksum is recorded",
                                         category=UnverifiedDownloadWarning)
-            path = fetch(registry[number], data_home=data_home, mirror=mirror, verify=verify,
-                         known_hashes=known_hashes, progress=False)
+            path = fetch(registry[number], options=per_image)
         records.append(Sample(path=str(path), label=label, group=f"{BIMCV_SOURCE}:COVID-{number}",
                               source=BIMCV_SOURCE, site=BIMCV_SITE))
     logger.info("bimcv: %d images (training only; each its own group; all 224 x 224)", len(records))

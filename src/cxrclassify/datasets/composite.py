@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._download import FetchOptions, _resolve_fetch_options
 from ..exceptions import ConfoundingWarning, DataError
 from ._load import register_recipe
 from ._records import Sample, parse_age
@@ -48,14 +49,11 @@ def soares2020_records(
     n_normal: int = 100,
     n_pneumonia: int = 100,
     seed: int = 0,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
     kermany_path: str | os.PathLike[str] | None = None,
     kermany_sha256: str | None = None,
     commit: str = IEEE8023_COMMIT,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """The seed paper's composite: COVID-19 from ieee8023, normal and pneumonia from Kermany.
 
@@ -75,14 +73,18 @@ def soares2020_records(
         Images per class (the paper's 175, 100 and 100 by default).
     seed : int, default 0
         Seed of the draw.
-    data_home, mirror, verify, known_hashes, progress
-        As in :func:`cxrclassify.datasets.ieee8023_records`.
     kermany_path : path, optional
         A ``ChestXRay2017.zip`` or extracted folder already on disk.
     kermany_sha256 : str, optional
         A known sha256 to pin the Kermany archive to.
     commit : str
         ieee8023 commit (the pinned one by default).
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars, for every
+        source: see :class:`~cxrclassify.datasets.FetchOptions`.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -94,28 +96,27 @@ def soares2020_records(
     >>> import cxrclassify
     >>> data = cxrclassify.load_datasets("soares2020", mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="soares2020_records")
     rng = np.random.default_rng(seed)
-    options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes,
-               "progress": progress}
     covid_rows = _ieee8023_covid_rows(commit, options)
     chosen_rows = [covid_rows[i] for i in sorted(_draw(rng, len(covid_rows), n_covid19, "ieee8023 COVID-19"))]
-    covid = ieee8023_records(rows=chosen_rows, label="covid19", commit=commit, **options)
+    covid = ieee8023_records(rows=chosen_rows, label="covid19", commit=commit, fetch_options=options)
 
-    archive = kermany_archive(path=kermany_path, sha256=kermany_sha256, **options)
+    archive = kermany_archive(path=kermany_path, sha256=kermany_sha256, fetch_options=options)
     index = [image for image in kermany_index(archive) if image.split == "train"]
     normal_pool = [image for image in index if image.label == "normal"]
     normal = [normal_pool[i] for i in sorted(_draw(rng, len(normal_pool), n_normal, "Kermany normal"))]
     pneumonia = _draw_balanced_subtypes(rng, [image for image in index if image.label == "pneumonia"], n_pneumonia)
     controls = kermany_records(normal + pneumonia, path=archive if kermany_path else None,
-                               sha256=kermany_sha256, **options)
+                               sha256=kermany_sha256, fetch_options=options)
     records = covid + controls
     warn_if_confounded(records)
     return records
 
 
-def _ieee8023_covid_rows(commit: str, options: Mapping[str, Any]) -> list[dict[str, str]]:
+def _ieee8023_covid_rows(commit: str, options: FetchOptions) -> list[dict[str, str]]:
     """The metadata rows of the ieee8023 frontal COVID-19 X-rays at ``commit``."""
-    metadata = fetch_ieee8023_metadata(commit=commit, **options)
+    metadata = fetch_ieee8023_metadata(commit=commit, fetch_options=options)
     return select_ieee8023_rows(read_ieee8023_metadata(metadata), findings=("COVID-19",))
 
 
@@ -155,10 +156,6 @@ def adult_controls_records(
     min_age: float = 18,
     include_kermany: bool = False,
     seed: int = 0,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
     nih_label_path: str | os.PathLike[str] | None = None,
     nih_from_archives: bool | None = None,
     nih_archive_urls: Sequence[str] = NIH_ARCHIVE_URLS,
@@ -166,7 +163,8 @@ def adult_controls_records(
     kermany_path: str | os.PathLike[str] | None = None,
     kermany_sha256: str | None = None,
     commit: str = IEEE8023_COMMIT,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """COVID-19 from ieee8023 against adult normal and pneumonia controls from NIH ChestX-ray14.
 
@@ -203,13 +201,17 @@ def adult_controls_records(
         Add Kermany's pediatric controls.
     seed : int, default 0
         Seed of the draws.
-    data_home, mirror, verify, known_hashes, progress
-        As in :func:`cxrclassify.datasets.ieee8023_records`.
     nih_label_path, nih_from_archives, nih_archive_urls, nih_archive_sizes
         ``label_path``, ``from_archives``, ``archive_urls`` and ``archive_sizes``
         of :func:`cxrclassify.datasets.nih.nih_records`.
     kermany_path, kermany_sha256, commit
         As in :func:`soares2020_records`.
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars, for every
+        source: see :class:`~cxrclassify.datasets.FetchOptions`.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -221,21 +223,21 @@ def adult_controls_records(
     >>> import cxrclassify
     >>> data = cxrclassify.load_datasets("adult_controls", mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="adult_controls_records")
     rng = np.random.default_rng(seed)
-    options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes,
-               "progress": progress}
     covid_rows = [row for row in _ieee8023_covid_rows(commit, options)
                   if (age := parse_age(row.get("age", ""))) is None or age >= min_age]
     if n_covid19 is not None:
         covid_rows = [covid_rows[i] for i in sorted(_draw(rng, len(covid_rows), n_covid19, "ieee8023 COVID-19"))]
-    records = ieee8023_records(rows=covid_rows, label="covid19", commit=commit, **options)
+    records = ieee8023_records(rows=covid_rows, label="covid19", commit=commit, fetch_options=options)
     records += nih_records(
         label_map={"normal": NO_FINDING, "pneumonia": "Pneumonia"}, min_age=min_age,
         n_per_label={"normal": n_normal, "pneumonia": n_pneumonia}, seed=seed, label_path=nih_label_path,
-        from_archives=nih_from_archives, archive_urls=nih_archive_urls, archive_sizes=nih_archive_sizes, **options,
+        from_archives=nih_from_archives, archive_urls=nih_archive_urls, archive_sizes=nih_archive_sizes,
+        fetch_options=options,
     )
     if include_kermany:
-        archive = kermany_archive(path=kermany_path, sha256=kermany_sha256, **options)
+        archive = kermany_archive(path=kermany_path, sha256=kermany_sha256, fetch_options=options)
         index = [image for image in kermany_index(archive) if image.split == "train"]
         normal = [image for image in index if image.label == "normal"]
         pneumonia = [image for image in index if image.label == "pneumonia"]
@@ -244,7 +246,7 @@ def adult_controls_records(
         if n_pneumonia is not None:
             pneumonia = _draw_balanced_subtypes(rng, pneumonia, n_pneumonia)
         records += kermany_records(normal + pneumonia, path=archive if kermany_path else None,
-                                   sha256=kermany_sha256, **options)
+                                   sha256=kermany_sha256, fetch_options=options)
     logger.info("adult_controls composition:\n%s", format_composition(describe_composition(records)))
     warn_if_confounded(records)
     return records

@@ -48,12 +48,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from tqdm.auto import tqdm
 
 from .._cache import get_data_home
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _resolve_fetch_options, fetch
 from ..exceptions import ArgumentError, DataError, UnverifiedDownloadWarning
 from ._records import Sample, parse_age, read_csv_rows
 from .sites import site_from_url
@@ -146,11 +147,8 @@ def _remote_file(commit: str, repository_path: str) -> RemoteFile:
 def fetch_cxnet_metadata(
     *,
     commit: str = CXNET_COMMIT,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> Path:
     """Fetch (or find in the cache) COVID-CXNet's ``metadata.csv`` at ``commit``.
 
@@ -188,9 +186,9 @@ def fetch_cxnet_metadata(
     >>> path.as_posix().endswith("covid-cxnet/3ade488b3828/metadata.csv")
     True
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="fetch_cxnet_metadata")
     _check_commit(commit)
-    return fetch(_remote_file(commit, _METADATA), data_home=data_home, mirror=mirror, verify=verify,
-                 known_hashes=known_hashes, progress=progress)
+    return fetch(_remote_file(commit, _METADATA), options=options)
 
 
 def read_cxnet_metadata(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -418,24 +416,25 @@ def _sex(value: str | None) -> str | None:
 
 
 def _fetch_images(
-    rows: list[dict[str, str]], commit: str, options: dict, *, progress: bool, said_unverified: bool
+    rows: list[dict[str, str]], commit: str, options: FetchOptions, *, said_unverified: bool
 ) -> list[Path]:
-    home = get_data_home(options["data_home"])
-    known = options["known_hashes"] or {}
+    home = get_data_home(options.data_home)
+    known = options.known_hashes or {}
+    per_image = options.replace(progress=False)
     unpinned = 0
     paths = []
-    for index, row in enumerate(tqdm(rows, desc="COVID-CXNet images", unit="img", disable=not progress)):
+    for index, row in enumerate(tqdm(rows, desc="COVID-CXNet images", unit="img", disable=not options.progress)):
         remote = _remote_file(commit, f"{_IMAGE_FOLDER}/{row['filename']}")
-        if options["verify"] and remote.name not in known and not home.joinpath(*remote.name.split("/")).exists():
+        if options.verify and remote.name not in known and not home.joinpath(*remote.name.split("/")).exists():
             unpinned += 1
         with warnings.catch_warnings():
             # Said once below (and verify=False once, for metadata.csv or the first image), not for every image.
             if said_unverified or index:
                 warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
             warnings.filterwarnings("ignore", message=".*no checksum is recorded", category=UnverifiedDownloadWarning)
-            paths.append(fetch(remote, progress=False, **options))
+            paths.append(fetch(remote, options=per_image))
     if unpinned:
-        where = options["mirror"] if options["mirror"] is not None else "GitHub"
+        where = options.mirror if options.mirror is not None else "GitHub"
         warnings.warn(
             f"{unpinned} COVID-CXNet image(s) were taken from {str(where)!r} without checking a checksum: the "
             "collection publishes none. Their sha256 is recorded in the cache (later uses are checked against "
@@ -458,11 +457,8 @@ def cxnet_records(
     drop_normal_looking: bool = True,
     rows: Iterable[Mapping[str, str]] | None = None,
     commit: str = CXNET_COMMIT,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """Records of COVID-CXNet's COVID-19 X-rays, filtered; only the images kept are fetched.
 
@@ -480,23 +476,21 @@ def cxnet_records(
         filter (a file listed twice is still kept once).
     commit : str
         Repository commit; :data:`CXNET_COMMIT` by default.
-    data_home : path, optional
-        Cache folder (see :func:`cxrclassify.datasets.get_data_home`); files go
-        to ``<data_home>/covid-cxnet/<commit[:12]>/<repository path>``.
-    mirror : str or path, optional
-        Base URL or local folder replacing GitHub for every file, laid out
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. Files go to
+        ``<data_home>/covid-cxnet/<commit[:12]>/<repository path>`` (their
+        ``known_hashes`` names, such as
+        ``"covid-cxnet/3ade488b3828/chest_xray_images/covid19/260.jpg"``); a
+        mirror is laid out
         ``<mirror>/covid-cxnet/{metadata.csv,chest_xray_images/covid19/<file>}``.
-    verify : bool, default True
-        Upstream publishes no checksums: each file is taken on its first
-        download and its sha256 recorded (with an
+        Upstream publishes no checksums: with ``verify=True`` each file is taken
+        on its first download and its sha256 recorded (with an
         :class:`~cxrclassify.exceptions.UnverifiedDownloadWarning`), and later
-        uses are checked against it; a file in ``known_hashes`` is checked
-        against that. ``verify=False`` checks nothing.
-    known_hashes : mapping, optional
-        ``{cache name: sha256}`` pins, cache names as
-        ``"covid-cxnet/3ade488b3828/chest_xray_images/covid19/260.jpg"``.
-    progress : bool, default True
-        Show progress bars.
+        uses are checked against it.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -549,10 +543,10 @@ def cxnet_records(
     >>> [(r.label, r.group, r.source, r.age, r.sex, r.site) for r in records]
     [('covid19', 'covid-cxnet:10', 'covid-cxnet', 68.0, 'F', 'twitter-chestimaging')]
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="cxnet_records")
     _check_commit(commit)
-    options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
     if rows is None:
-        metadata = fetch_cxnet_metadata(commit=commit, progress=progress, **options)
+        metadata = fetch_cxnet_metadata(commit=commit, fetch_options=options)
         selection = select_cxnet_rows(
             read_cxnet_metadata(metadata), labels=labels, drop_blank_label=drop_blank_label,
             drop_pcr_negative=drop_pcr_negative, drop_pcr_unknown=drop_pcr_unknown, drop_pediatric=drop_pediatric,
@@ -561,7 +555,7 @@ def cxnet_records(
         chosen = selection.rows
     else:
         chosen = _one_row_per_file(rows)
-    paths = _fetch_images(chosen, commit, options, progress=progress, said_unverified=rows is None)
+    paths = _fetch_images(chosen, commit, options, said_unverified=rows is None)
     records = []
     for row, path in zip(chosen, paths):
         patient = (row.get("patient_id") or "").strip()

@@ -17,12 +17,12 @@ import re
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 from tqdm.auto import tqdm
 
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _resolve_fetch_options, fetch
 from ..exceptions import ArgumentError, DataError, UnverifiedDownloadWarning
 from ._records import Sample, parse_age
 from .sites import ieee8023_site
@@ -98,11 +98,8 @@ def _check_commit(commit: str) -> None:
 def fetch_ieee8023_metadata(
     *,
     commit: str = IEEE8023_COMMIT,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> Path:
     """Fetch (or find in the cache) the collection's ``metadata.csv`` at ``commit``.
 
@@ -113,10 +110,10 @@ def fetch_ieee8023_metadata(
     >>> from cxrclassify.datasets.ieee8023 import fetch_ieee8023_metadata
     >>> path = fetch_ieee8023_metadata(mirror="/data/mirror", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="fetch_ieee8023_metadata")
     _check_commit(commit)
     record = ieee8023_registry(commit).get("metadata.csv") or _remote_file(commit, "metadata.csv")
-    return fetch(record, data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
-                 progress=progress)
+    return fetch(record, options=options)
 
 
 def read_ieee8023_metadata(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -218,11 +215,8 @@ def ieee8023_records(
     modalities: Iterable[str] = ("X-ray",),
     rows: Iterable[Mapping[str, str]] | None = None,
     commit: str = IEEE8023_COMMIT,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """Records of ieee8023 images, fetched (only those selected) and verified.
 
@@ -241,18 +235,15 @@ def ieee8023_records(
         Metadata rows already selected (for instance a seeded subset); skips the selection.
     commit : str
         Repository commit; the pinned one by default. Another one is fetched unverified, with a warning.
-    data_home : path, optional
-        Cache folder (see :func:`cxrclassify.datasets.get_data_home`).
-    mirror : str or path, optional
-        Base URL or local folder replacing GitHub for every file, laid out
-        ``<mirror>/ieee8023-covid-chestxray/{metadata.csv,images/<file>}``.
-    verify : bool, default True
-        Verify every file against the recorded hashes. A mirror of modified
-        (for instance downscaled) files needs ``verify=False`` or ``known_hashes``.
-    known_hashes : mapping, optional
-        ``{cache name: sha256}`` replacing the recorded hashes (a mirror's own manifest).
-    progress : bool, default True
-        Show progress bars.
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. A mirror is laid out
+        ``<mirror>/ieee8023-covid-chestxray/{metadata.csv,images/<file>}``; one
+        of modified (for instance downscaled) files needs ``verify=False`` or
+        ``known_hashes``.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -267,9 +258,9 @@ def ieee8023_records(
     >>> from cxrclassify.datasets import ieee8023_records
     >>> records = ieee8023_records(mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="ieee8023_records")
     if rows is None:
-        metadata = fetch_ieee8023_metadata(commit=commit, data_home=data_home, mirror=mirror, verify=verify,
-                                           known_hashes=known_hashes, progress=progress)
+        metadata = fetch_ieee8023_metadata(commit=commit, fetch_options=options)
         rows = select_ieee8023_rows(read_ieee8023_metadata(metadata), findings=findings, views=views,
                                     modalities=modalities)
     else:
@@ -277,14 +268,14 @@ def ieee8023_records(
         rows = one_row_per_file(rows)
     registry = ieee8023_registry(commit)
     records = []
-    for row in tqdm(list(rows), desc="ieee8023 images", unit="img", disable=not progress):
+    per_image = options.replace(progress=False)
+    for row in tqdm(list(rows), desc="ieee8023 images", unit="img", disable=not options.progress):
         repository_path = f"{row.get('folder') or 'images'}/{row['filename']}"
         remote = registry.get(repository_path) or _remote_file(commit, repository_path)
         with warnings.catch_warnings():
             # Said once for metadata.csv (or by the caller); not again for every image.
             warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
-            path = fetch(remote, data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
-                         progress=False)
+            path = fetch(remote, options=per_image)
         records.append(Sample(
             path=str(path), label=label, group=f"{_SOURCE}:{row['patientid']}", source=_SOURCE,
             age=parse_age(row.get("age", "")), sex=(row.get("sex") or "").strip() or None,

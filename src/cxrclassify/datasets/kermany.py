@@ -18,11 +18,11 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Mapping
+from typing import Any, Iterable
 
 from .._archives import checked_archive_members, extract_archive
 from .._cache import file_sha256, get_data_home
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _resolve_fetch_options, fetch
 from ..exceptions import ChecksumError, DataError
 from ._records import Sample
 
@@ -93,11 +93,8 @@ def kermany_archive(
     *,
     path: str | os.PathLike[str] | None = None,
     sha256: str | None = None,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> Path:
     """The archive (or an extracted folder) holding ``chest_xray/``: the user's own, or fetched.
 
@@ -108,9 +105,13 @@ def kermany_archive(
         or being it) that the user already has. Nothing is downloaded then.
     sha256 : str, optional
         The archive's known sha256, checked on download (and on ``path`` when it is a file).
-    data_home, mirror, verify, known_hashes, progress
-        As in :func:`cxrclassify.datasets.ieee8023_records`; a mirror holds
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. A mirror holds
         ``<mirror>/kermany-pediatric-cxr/ChestXRay2017.zip``.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -122,11 +123,11 @@ def kermany_archive(
     >>> from cxrclassify.datasets.kermany import kermany_archive
     >>> archive = kermany_archive(path="~/Downloads/ChestXRay2017.zip")  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="kermany_archive")
     if path is not None:
         return _user_archive(Path(path).expanduser(), sha256)
     remote = RemoteFile(name=_ARCHIVE_NAME, url=KERMANY_URL, mirror_path=_MIRROR_PATH, sha256=sha256)
-    return fetch(remote, data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
-                 progress=progress)
+    return fetch(remote, options=options)
 
 
 def _user_archive(path: Path, sha256: str | None) -> Path:
@@ -191,11 +192,8 @@ def kermany_records(
     pneumonia_subtypes: bool = False,
     path: str | os.PathLike[str] | None = None,
     sha256: str | None = None,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """Records of Kermany's pediatric X-rays, extracting only the images selected.
 
@@ -208,8 +206,14 @@ def kermany_records(
         The archive's own splits to take images from (ignored when ``images`` is given).
     pneumonia_subtypes : bool, default False
         Label pneumonia images ``"bacterial_pneumonia"`` / ``"viral_pneumonia"`` instead of ``"pneumonia"``.
-    path, sha256, data_home, mirror, verify, known_hashes, progress
+    path, sha256
         As in :func:`kermany_archive`.
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions` (a mirror as in :func:`kermany_archive`).
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -222,14 +226,14 @@ def kermany_records(
     >>> from cxrclassify.datasets import kermany_records
     >>> records = kermany_records(mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
-    archive = kermany_archive(path=path, sha256=sha256, data_home=data_home, mirror=mirror, verify=verify,
-                              known_hashes=known_hashes, progress=progress)
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="kermany_records")
+    archive = kermany_archive(path=path, sha256=sha256, fetch_options=options)
     wanted = set(splits)
     selected = list(images) if images is not None else [i for i in kermany_index(archive) if i.split in wanted]
     if archive.is_dir():
         root = archive
     else:
-        root = get_data_home(data_home) / "kermany" / "extracted"
+        root = get_data_home(options.data_home) / "kermany" / "extracted"
         extract_archive(archive, root, members=[image.member for image in selected])
     records = [
         Sample(

@@ -26,13 +26,14 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .._archives import checked_archive_members, extract_archive
 from .._cache import get_data_home
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _resolve_fetch_options, fetch
 from ..exceptions import DataError, DataWarning, UnverifiedDownloadWarning
 from ._records import Sample
 
@@ -316,11 +317,8 @@ def fetch_nih_labels(
     *,
     label_path: str | os.PathLike[str] | None = None,
     label_url: str | None = None,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> Path:
     """The label file ``Data_Entry_2017_v2020.csv``: the user's own copy, or fetched.
 
@@ -332,6 +330,8 @@ def fetch_nih_labels(
     (``<data_home>/nih-chestxray14/Data_Entry_2017_v2020.csv``). No checksum is
     published: the first download records its sha256 and warns; pin it with
     ``known_hashes={"nih-chestxray14/Data_Entry_2017_v2020.csv": sha256}``.
+    ``fetch_options`` (or the five fetch keywords one by one, ``**fetch_keywords``)
+    are those of :class:`~cxrclassify.datasets.FetchOptions`.
 
     Raises
     ------
@@ -343,14 +343,15 @@ def fetch_nih_labels(
     >>> from cxrclassify.datasets.nih import fetch_nih_labels
     >>> path = fetch_nih_labels(mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="fetch_nih_labels")
     if label_path is not None:
         path = Path(label_path).expanduser()
         if not path.is_file():
             message = f"Expected label_path to be the file {_LABEL_FILE}. Received: {str(path)!r}, not a file"
             raise DataError(message)
         return path
-    cached = get_data_home(data_home).joinpath(*_LABEL_NAME.split("/"))
-    if mirror is None and label_url is None and not cached.is_file():
+    cached = get_data_home(options.data_home).joinpath(*_LABEL_NAME.split("/"))
+    if options.mirror is None and label_url is None and not cached.is_file():
         message = (
             f"NIH publishes {_LABEL_FILE} without a direct download link. Expected one of: label_path= (a copy "
             f"downloaded from {NIH_BOX_FOLDER}), mirror= (holding {_LABEL_NAME}) or label_url= (a direct link). "
@@ -358,8 +359,7 @@ def fetch_nih_labels(
         )
         raise DataError(message)
     remote = RemoteFile(name=_LABEL_NAME, url=label_url or NIH_BOX_FOLDER, mirror_path=_LABEL_NAME)
-    return fetch(remote, data_home=data_home, mirror=mirror, verify=verify, known_hashes=known_hashes,
-                 progress=progress)
+    return fetch(remote, options=options)
 
 
 def nih_archive_plan(
@@ -418,26 +418,25 @@ def _image_members(archive: Path, root: Path) -> dict[str, str]:
     return found
 
 
-def _fetch_from_mirror(
-    names: Sequence[str], options: dict, *, progress: bool
-) -> dict[str, Path]:
-    home = get_data_home(options["data_home"])
-    known = options["known_hashes"] or {}
+def _fetch_from_mirror(names: Sequence[str], options: FetchOptions) -> dict[str, Path]:
+    home = get_data_home(options.data_home)
+    known = options.known_hashes or {}
+    per_image = options.replace(progress=False)
     unpinned = 0
     paths = {}
-    for name in tqdm(names, desc="NIH images", unit="img", disable=not progress):
+    for name in tqdm(names, desc="NIH images", unit="img", disable=not options.progress):
         cache_name = f"{_FOLDER}/images/{name}"
         remote = RemoteFile(name=cache_name, url=NIH_BOX_FOLDER, mirror_path=cache_name)
-        if options["verify"] and cache_name not in known and not home.joinpath(*cache_name.split("/")).exists():
+        if options.verify and cache_name not in known and not home.joinpath(*cache_name.split("/")).exists():
             unpinned += 1
         with warnings.catch_warnings():
             # Said once below (or once by the caller), not for every image.
             warnings.filterwarnings("ignore", message="verify=False", category=UnverifiedDownloadWarning)
             warnings.filterwarnings("ignore", message=".*no checksum is recorded", category=UnverifiedDownloadWarning)
-            paths[name] = fetch(remote, progress=False, **options)
+            paths[name] = fetch(remote, options=per_image)
     if unpinned:
         warnings.warn(
-            f"{unpinned} NIH ChestX-ray14 image(s) were taken from {options['mirror']!r} without checking a "
+            f"{unpinned} NIH ChestX-ray14 image(s) were taken from {options.mirror!r} without checking a "
             "checksum: NIH publishes none. Their sha256 is recorded in the cache (later uses are checked "
             "against it); pin them with known_hashes={'nih-chestxray14/images/<Image Index>': sha256}.",
             UnverifiedDownloadWarning,
@@ -451,9 +450,7 @@ def _fetch_from_archives(
     all_indices: Sequence[str] | None,
     archive_urls: Sequence[str],
     archive_sizes: Sequence[int],
-    options: dict,
-    *,
-    progress: bool,
+    options: FetchOptions,
 ) -> dict[str, Path]:
     if len(archive_urls) != len(archive_sizes):
         message = (
@@ -461,7 +458,7 @@ def _fetch_from_archives(
             f"Received: {len(archive_urls)} archive_urls and {len(archive_sizes)} archive_sizes"
         )
         raise DataError(message)
-    root = get_data_home(options["data_home"]) / _FOLDER / "extracted"
+    root = get_data_home(options.data_home) / _FOLDER / "extracted"
     paths = {name: root / "images" / name for name in names if (root / "images" / name).is_file()}
     missing = [name for name in names if name not in paths]
     if not missing:
@@ -485,7 +482,7 @@ def _fetch_from_archives(
         if number not in plan and plan:
             logger.warning("nih: %d image(s) not found in the archives their rows point to (%s...); scanning "
                            "images_%03d.tar.gz", len(left), sorted(left)[:3], number)
-        archive = fetch(_archive_remote(number, archive_urls[number - 1]), progress=progress, **options)
+        archive = fetch(_archive_remote(number, archive_urls[number - 1]), options=options)
         members = _image_members(archive, root)
         found = [members[name] for name in sorted(left) if name in members]
         order_in_archive = {member: position for position, member in enumerate(members.values())}
@@ -512,11 +509,8 @@ def fetch_nih_images(
     from_archives: bool | None = None,
     archive_urls: Sequence[str] = NIH_ARCHIVE_URLS,
     archive_sizes: Sequence[int] = NIH_ARCHIVE_SIZES,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> dict[str, Path]:
     """Fetch the images named (``Image Index``) and return ``{name: path}``.
 
@@ -543,28 +537,32 @@ def fetch_nih_images(
         Download link of each archive (NIH's Box links).
     archive_sizes : sequence of int, default NIH_ARCHIVE_SIZES
         Images per archive, in order.
-    data_home, mirror, verify, known_hashes, progress
-        As in :func:`cxrclassify.datasets.ieee8023_records`; cache names are
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. Cache names are
         ``nih-chestxray14/images/<name>`` and ``nih-chestxray14/images_00N.tar.gz``.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Examples
     --------
     >>> from cxrclassify.datasets.nih import fetch_nih_images
     >>> paths = fetch_nih_images(["00000061_012.png"], mirror="../shared/data", verify=False)  # doctest: +SKIP
     """
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="fetch_nih_images")
     names = list(dict.fromkeys(names))
-    options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
     if from_archives is None:
-        from_archives = mirror is None
+        from_archives = options.mirror is None
     if not from_archives:
-        if mirror is None:
+        if options.mirror is None:
             message = (
                 "Expected a mirror of single images (mirror=...) with from_archives=False: the release has no "
                 "download link per image. Received: mirror=None"
             )
             raise DataError(message)
-        return _fetch_from_mirror(names, options, progress=progress)
-    return _fetch_from_archives(names, all_indices, archive_urls, archive_sizes, options, progress=progress)
+        return _fetch_from_mirror(names, options)
+    return _fetch_from_archives(names, all_indices, archive_urls, archive_sizes, options)
 
 
 def _draw(chosen: dict[str, list[NihImage]], n_per_label: int | Mapping[str, int | None] | None,
@@ -603,11 +601,8 @@ def nih_records(
     from_archives: bool | None = None,
     archive_urls: Sequence[str] = NIH_ARCHIVE_URLS,
     archive_sizes: Sequence[int] = NIH_ARCHIVE_SIZES,
-    data_home: str | os.PathLike[str] | None = None,
-    mirror: str | os.PathLike[str] | None = None,
-    verify: bool = True,
-    known_hashes: Mapping[str, str] | None = None,
-    progress: bool = True,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> list[Sample]:
     """Records of NIH ChestX-ray14 images selected by finding, view, age and sex; only those are fetched.
 
@@ -626,9 +621,13 @@ def nih_records(
         Where the label file comes from: see :func:`fetch_nih_labels`.
     from_archives, archive_urls, archive_sizes
         How images are fetched: see :func:`fetch_nih_images`.
-    data_home, mirror, verify, known_hashes, progress
-        As in :func:`cxrclassify.datasets.ieee8023_records`; a mirror holds
+    fetch_options : FetchOptions, optional
+        Cache folder, mirror, verification, pins and progress bars: see
+        :class:`~cxrclassify.datasets.FetchOptions`. A mirror holds
         ``<mirror>/nih-chestxray14/{Data_Entry_2017_v2020.csv, images/<Image Index>}``.
+    **fetch_keywords
+        ``data_home``, ``mirror``, ``verify``, ``known_hashes`` and ``progress``
+        one by one instead (not with ``fetch_options``).
 
     Returns
     -------
@@ -649,15 +648,14 @@ def nih_records(
     >>> records = nih_records(mirror="../shared/data", verify=False)  # doctest: +SKIP
     >>> records = nih_records(label_path="Data_Entry_2017_v2020.csv", n_per_label=100)  # doctest: +SKIP
     """
-    options = {"data_home": data_home, "mirror": mirror, "verify": verify, "known_hashes": known_hashes}
-    labels = read_nih_labels(fetch_nih_labels(label_path=label_path, label_url=label_url, progress=progress,
-                                              **options))
+    options = _resolve_fetch_options(fetch_options, fetch_keywords, caller="nih_records")
+    labels = read_nih_labels(fetch_nih_labels(label_path=label_path, label_url=label_url, fetch_options=options))
     chosen = select_nih_images(labels, label_map=label_map, views=views, min_age=min_age, max_age=max_age,
                                sexes=sexes, only_findings=only_findings)
     chosen = _draw(chosen, n_per_label, seed)
     names = [image.index for images in chosen.values() for image in images]
     paths = fetch_nih_images(names, all_indices=[image.index for image in labels], from_archives=from_archives,
-                             archive_urls=archive_urls, archive_sizes=archive_sizes, progress=progress, **options)
+                             archive_urls=archive_urls, archive_sizes=archive_sizes, fetch_options=options)
     records = [
         Sample(path=str(paths[image.index]), label=label, group=f"{NIH_SOURCE}:{image.patient}", source=NIH_SOURCE,
                age=None if image.age is None else float(image.age), sex=image.sex, view=image.view, site=_SITE)

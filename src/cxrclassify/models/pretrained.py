@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .._cache import file_sha256
-from .._download import RemoteFile, fetch
+from .._download import FetchOptions, RemoteFile, _given, _resolve_fetch_options, fetch
 from ..exceptions import ArgumentError, ChecksumError, MissingFileError, ModelError
 from ._registry import get_spec
 
@@ -219,7 +219,8 @@ def fetch_pretrained(
     data_home: str | os.PathLike[str] | None = None,
     mirror: str | os.PathLike[str] | None = None,
     progress: bool = True,
-    **fetch_options: Any,
+    fetch_options: FetchOptions | None = None,
+    **fetch_keywords: Any,
 ) -> Path:
     """Download (or find in the cache) a checkpoint's file, verified against its record.
 
@@ -234,8 +235,14 @@ def fetch_pretrained(
         the ``CXRCLASSIFY_WEIGHTS_MIRROR`` environment variable.
     progress : bool, default True
         Show a progress bar.
-    **fetch_options
-        Passed to :func:`cxrclassify.datasets.fetch` (``retries``, ``timeout``...).
+    fetch_options : FetchOptions, optional
+        ``data_home``, ``mirror``, ``progress``, ``verify`` and ``known_hashes``
+        in one object (see :class:`~cxrclassify.datasets.FetchOptions`); the
+        keywords above must then keep their defaults. Its ``mirror`` also
+        defaults to ``CXRCLASSIFY_WEIGHTS_MIRROR``.
+    **fetch_keywords
+        Passed to :func:`cxrclassify.datasets.fetch` (``verify``, ``known_hashes``,
+        ``retries``, ``timeout``...).
 
     Returns
     -------
@@ -255,8 +262,16 @@ def fetch_pretrained(
     cfg = get_pretrained_cfg(name)
     if cfg.bundled:
         return verified_bundled_copy(cfg)
-    mirror = mirror if mirror is not None else (os.environ.get(WEIGHTS_MIRROR_ENV) or None)
-    return fetch(cfg.remote_file(), data_home=data_home, mirror=mirror, progress=progress, **fetch_options)
+    keywords = dict(fetch_keywords)
+    fields = {key: keywords.pop(key) for key in ("verify", "known_hashes") if key in keywords}
+    if fetch_options is None:
+        fields.update(data_home=data_home, mirror=mirror, progress=progress)
+    else:
+        fields.update(_given(data_home=data_home, mirror=mirror, progress=progress))
+    options = _resolve_fetch_options(fetch_options, fields, caller="fetch_pretrained")
+    if options.mirror is None and os.environ.get(WEIGHTS_MIRROR_ENV):
+        options = options.replace(mirror=os.environ[WEIGHTS_MIRROR_ENV])
+    return fetch(cfg.remote_file(), options=options, **keywords)
 
 
 def bundled_dir() -> Path:
