@@ -516,9 +516,9 @@ def _train_command(arguments: argparse.Namespace) -> int:
 
 def _load_training_data(arguments: argparse.Namespace, cx, image_size: int):
     source: Any = arguments.data
-    if not Path(source).exists() and source not in cx.datasets.list_recipes():
+    if not Path(source).exists() and source not in cx.datasets.list_datasets():
         message = (f"DATA must be a folder DATA/<class>/<image>, a split manifest CSV or one of the dataset names "
-                   f"{cx.datasets.list_recipes()}; {source!r} is none of these")
+                   f"{cx.datasets.list_datasets()}; {source!r} is none of these")
         raise cx.MissingFileError(message)
     fetch = _fetch_options(arguments)
     return cx.load_datasets(source, image_size=image_size, validation_fraction=arguments.validation_fraction,
@@ -586,11 +586,11 @@ def _evaluation_images(arguments: argparse.Namespace, model, cx):
         samples = [_sample_from_row(row, source.parent) for row in rows]
     elif source.exists():
         samples = _resolve_records(source)
-    elif arguments.data in cx.datasets.list_recipes():
+    elif arguments.data in cx.datasets.list_datasets():
         samples = _call_recipe(arguments.data, **_fetch_options(arguments))
     else:
         message = (f"DATA must be a folder DATA/<class>/<image>, a split manifest CSV or one of the dataset names "
-                   f"{cx.datasets.list_recipes()}; {arguments.data!r} is none of these")
+                   f"{cx.datasets.list_datasets()}; {arguments.data!r} is none of these")
         raise cx.MissingFileError(message)
     if arguments.patients:
         samples = cx.datasets.assign_patients(samples, arguments.patients)

@@ -43,7 +43,9 @@ __all__ = [
     "DEFAULT_IMAGE_SIZE",
     "load_datasets",
     "decode_records",
+    "list_datasets",
     "list_recipes",
+    "register_dataset",
     "register_recipe",
     "sample_dir",
     "sample_records",
@@ -54,39 +56,49 @@ logger = logging.getLogger(__name__)
 #: The paper's input size (Soares & Soares, 2020): 237 x 237 RGB.
 DEFAULT_IMAGE_SIZE = 237
 
-_RECIPES: dict[str, Callable[[], list[Sample]]] = {}
+#: The named datasets :func:`load_datasets` builds (``"sample"``, ``"soares2020"``, ...): name -> function.
+_DATASETS: dict[str, Callable[[], list[Sample]]] = {}
+_RECIPES = _DATASETS  # the registry's older name, for code that reached into it
 
 
-def register_recipe(name: str) -> Callable[[Callable[[], list[Sample]]], Callable[[], list[Sample]]]:
+def register_dataset(name: str) -> Callable[[Callable[[], list[Sample]]], Callable[[], list[Sample]]]:
     """Register a function returning records under a name that :func:`load_datasets` accepts.
+
+    (A training *recipe* is something else: :func:`~cxrclassify.train`'s ``recipe``.)
+    :func:`register_recipe` is this function's older name, kept for existing code.
 
     Examples
     --------
-    >>> from cxrclassify.datasets import register_recipe, sample_records, list_recipes
-    >>> @register_recipe("sample-covid-vs-normal")
+    >>> from cxrclassify.datasets import register_dataset, sample_records, list_datasets
+    >>> @register_dataset("sample-covid-vs-normal")
     ... def covid_vs_normal():
     ...     return [r for r in sample_records() if r.label in ("covid19", "normal")]
-    >>> "sample-covid-vs-normal" in list_recipes()
+    >>> "sample-covid-vs-normal" in list_datasets()
     True
     """
 
     def decorator(function: Callable[[], list[Sample]]) -> Callable[[], list[Sample]]:
-        _RECIPES[name] = function
+        _DATASETS[name] = function
         return function
 
     return decorator
 
 
-def list_recipes() -> list[str]:
-    """Names of the datasets :func:`load_datasets` can build by name.
+def list_datasets() -> list[str]:
+    """Names of the datasets :func:`load_datasets` can build by name (:func:`list_recipes` is its older name).
 
     Examples
     --------
-    >>> from cxrclassify.datasets import list_recipes
-    >>> "sample" in list_recipes()
+    >>> from cxrclassify.datasets import list_datasets
+    >>> "sample" in list_datasets()
     True
     """
-    return sorted(_RECIPES)
+    return sorted(_DATASETS)
+
+
+#: Older names of :func:`register_dataset` and :func:`list_datasets`, kept for existing code.
+register_recipe = register_dataset
+list_recipes = list_datasets
 
 
 def sample_dir() -> Path:
@@ -104,7 +116,7 @@ def sample_dir() -> Path:
     return Path(str(resources.files("cxrclassify") / "sample"))
 
 
-@register_recipe("sample")
+@register_dataset("sample")
 def sample_records() -> list[Sample]:
     """Records of the bundled sample: 48 X-rays, 16 each of covid19, normal and pneumonia.
 
@@ -162,7 +174,7 @@ def load_datasets(
         * a split manifest CSV written by :meth:`DatasetSplits.write_manifest`:
           the same images in the same splits, nothing redrawn;
         * the name of a registered recipe (see
-          :func:`~cxrclassify.datasets.list_recipes`): ``"sample"``, the 48 real
+          :func:`~cxrclassify.datasets.list_datasets`): ``"sample"``, the 48 real
           X-rays shipped with the package, or ``"soares2020"``, the seed paper's
           composite, fetched from its sources (or ``mirror``).
     image_size : int, default 237
@@ -294,7 +306,7 @@ def load_datasets(
     elif not progress:
         options = options.replace(progress=False)
     data_home = options.data_home
-    recipe = source if isinstance(source, str) and source in _RECIPES and not Path(source).exists() else None
+    recipe = source if isinstance(source, str) and source in _DATASETS and not Path(source).exists() else None
     if recipe is not None:
         samples = _call_recipe(recipe, seed=seed, fetch_options=options, **recipe_options)
     elif recipe_options:
@@ -424,7 +436,7 @@ def _call_recipe(name: str, *, fetch_options: FetchOptions | None = None, **opti
     take is an error unless left at its default (``progress``, like ``seed``,
     is dropped silently).
     """
-    function = _RECIPES[name]
+    function = _DATASETS[name]
     parameters = inspect.signature(function).parameters
     fetch = _resolve_fetch_options(fetch_options, {key: options.pop(key) for key in FETCH_FIELDS if key in options},
                                    caller="load_datasets")
@@ -622,7 +634,7 @@ def _resolve_records(source: str | os.PathLike[str] | Iterable[object]) -> list[
             return [_sample_from_row(row, path.parent) for row in read_manifest(path)]
         message = (
             "Expected a folder laid out root/<class name>/<image>, a manifest CSV, a list of records, or one "
-            f"of the dataset names {list_recipes()}. Received: source={os.fspath(source)!r}, which is none of these"
+            f"of the dataset names {list_datasets()}. Received: source={os.fspath(source)!r}, which is none of these"
         )
         raise DataError(message)
     samples = as_samples(source)

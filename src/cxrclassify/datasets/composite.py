@@ -18,7 +18,7 @@ import numpy as np
 
 from .._download import FetchOptions, _resolve_fetch_options
 from ..exceptions import ConfoundingWarning, DataError
-from ._load import register_recipe
+from ._load import register_dataset
 from ._records import Sample, parse_age
 from .ieee8023 import (
     IEEE8023_COMMIT,
@@ -42,7 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-@register_recipe("soares2020")
+@register_dataset("soares2020")
 def soares2020_records(
     *,
     n_covid19: int = 175,
@@ -147,7 +147,7 @@ def _draw_balanced_subtypes(rng: np.random.Generator, pool: list, wanted: int) -
     return sorted(chosen, key=lambda image: image.member)
 
 
-@register_recipe("adult_controls")
+@register_dataset("adult_controls")
 def adult_controls_records(
     *,
     n_covid19: int | None = None,
