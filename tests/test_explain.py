@@ -156,11 +156,17 @@ def test_one_forward_and_backward_pass_per_batch(monkeypatch, method):
 def test_scorecam_scores_masked_images_in_chunks(monkeypatch):
     model = _tiny_model()
     calls = []
-    original = model.logits
-    monkeypatch.setattr(model, "logits", lambda images, training=False: calls.append(len(images)) or original(images))
-    monkeypatch.setattr(cam, "_SCORECAM_CHUNK", 5)
-    class_activation_maps(model, np.zeros((3, 16, 16, 3), np.uint8), method="scorecam", max_channels=4)
+    original = cam._score_function(model)
+
+    def counting(model):
+        return lambda images, index, low: calls.append(len(index)) or original(images, index, low)
+
+    monkeypatch.setattr(cam, "_score_function", counting)
+    class_activation_maps(model, np.zeros((3, 16, 16, 3), np.uint8), method="scorecam", max_channels=4,
+                          score_batch_size=5)
     assert calls == [1, 5, 5, 2]  # the black baseline, then 3 images x 4 channels, 5 at a time
+    # Compiled once: the smaller chunks (the baseline, the last) run the same graph.
+    assert original.experimental_get_tracing_count() == 1
 
 
 def test_map_with_no_evidence_stays_zero():

@@ -12,6 +12,13 @@ Every method works on a batch at once: :func:`class_activation_maps` takes an
 with one forward (and, for the gradient methods, one backward) pass;
 :func:`grad_cam` takes anything :func:`~cxrclassify.inference.predict` takes and returns
 maps at each image's own size.
+
+The passes are compiled: one ``tf.function`` per classifier and layer (cached
+with the classifier, traced once, its batch dimension left free so that a
+smaller last batch does not retrace it), not eager calls of the layers. Score-CAM
+scores its masked images ``score_batch_size`` at a time, each chunk of masks
+built inside the compiled pass, so its memory is that of one forward pass of
+``score_batch_size`` images whatever the number of channels and images.
 """
 
 from __future__ import annotations
@@ -63,10 +70,15 @@ CAM_METHODS = ("gradcam", "gradcam++", "scorecam")
 
 _METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM"}
 
-#: Masked images scored per forward pass by Score-CAM.
-_SCORECAM_CHUNK = 64
+#: Default number of masked images Score-CAM scores per compiled forward pass (``score_batch_size``).
+SCORECAM_BATCH_SIZE = 16
 
 _CAM_MODELS: weakref.WeakKeyDictionary[CxrClassifier, dict[str, keras.Model]] = weakref.WeakKeyDictionary()
+# Compiled passes. Keyed weakly by what they compute through and holding no strong reference to their key
+# (only to its parts), so that they go with the classifier: nothing accumulates over models or calls.
+_LAYER_FUNCTIONS: weakref.WeakKeyDictionary[object, "_LayerFunctions"] = weakref.WeakKeyDictionary()
+_SCORE_FUNCTIONS: weakref.WeakKeyDictionary[CxrClassifier, "tf.types.experimental.PolymorphicFunction"] = (
+    weakref.WeakKeyDictionary())
 
 
 def grad_cam(
@@ -78,6 +90,7 @@ def grad_cam(
     layer: str | None = None,
     batch_size: int = 16,
     max_channels: int = 256,
+    score_batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> np.ndarray | list[np.ndarray]:
     """Class activation maps of one or many images, for the predicted (or a given) class.
 
@@ -92,10 +105,12 @@ def grad_cam(
     channel's activation map, upsampled and scaled to ``[0, 1]``, masks the image,
     and how much the class's logit for the masked image exceeds its logit for a
     black image is the channel's weight (zero where it does not exceed it).
+    These definitions differ from tf-keras-vis's and pytorch-grad-cam's in
+    ways that change the maps: see :ref:`which-definitions`.
 
     Images are decoded, resized to the model's input size and explained
-    ``batch_size`` at a time, each batch with one forward and backward pass
-    (see :func:`class_activation_maps`); each map is then resized to its
+    ``batch_size`` at a time, each batch with one compiled forward and backward
+    pass (see :func:`class_activation_maps`); each map is then resized to its
     image's own size.
 
     Parameters
@@ -121,6 +136,13 @@ def grad_cam(
     max_channels : int, default 256
         Score-CAM only: the number of channels (those with the highest mean
         activation) whose masked images are scored, per image.
+    score_batch_size : int, default 16
+        Score-CAM only: images per compiled forward pass, the masked copies
+        (built chunk by chunk inside the pass) and the images themselves. It
+        bounds memory: no pass holds more than this many images' activations,
+        whatever ``max_channels`` and the number of images (``batch_size``
+        images are decoded at a time, held as pixels). It does not change the
+        maps.
 
     Returns
     -------
@@ -158,13 +180,14 @@ def grad_cam(
     """
     method = _check_method(method)
     _check_positive(batch_size, "batch_size")
+    _check_positive(score_batch_size, "score_batch_size")
     _cam_model(model, layer or model.spec.last_conv_layer)  # a bad layer fails before any decoding
     names, items = _expand_inputs(images)
     chosen = _check_class_indices(model, class_index, len(items), "class_index")
     heatmaps = [
         heatmap
         for batch in _decoded_batches(model, items, batch_size, names)
-        for heatmap in _batch_heatmaps(model, batch, chosen, method, layer, max_channels)
+        for heatmap in _batch_heatmaps(model, batch, chosen, method, layer, max_channels, score_batch_size)
     ]
     if _is_single_image(images):
         return heatmaps[0]
@@ -211,10 +234,12 @@ def _decoded_batches(
 
 
 def _batch_heatmaps(
-    model: CxrClassifier, batch: _Batch, chosen: np.ndarray | None, method: str, layer: str | None, max_channels: int
+    model: CxrClassifier, batch: _Batch, chosen: np.ndarray | None, method: str, layer: str | None, max_channels: int,
+    score_batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> list[np.ndarray]:
     classes = None if chosen is None else chosen[batch.indices]
-    maps = class_activation_maps(model, batch.inputs, classes, method=method, layer=layer, max_channels=max_channels)
+    maps = class_activation_maps(model, batch.inputs, classes, method=method, layer=layer, max_channels=max_channels,
+                                 score_batch_size=score_batch_size)
     return [_heatmap_on_image(heatmap, rgb.shape[:2], box) for heatmap, rgb, box in
             zip(maps, batch.originals, batch.boxes)]
 
@@ -244,6 +269,7 @@ def explain_images(
     batch_size: int = 16,
     max_channels: int = 256,
     on_error: str = "raise",
+    score_batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> list[Path]:
     """Classify and explain images; write overlays, raw maps, a grid figure and a CSV of predictions.
 
@@ -273,7 +299,7 @@ def explain_images(
         As for :func:`grad_cam`.
     out : path
         Output folder, created if needed.
-    method, class_index, layer, batch_size, max_channels
+    method, class_index, layer, batch_size, max_channels, score_batch_size
         As for :func:`grad_cam` (one class index per input, skipped inputs included).
     alpha, colormap
         As for :func:`overlay_heatmap`.
@@ -321,7 +347,7 @@ def explain_images(
     written, predictions = _explain_images(
         model, images, out, method=method, class_index=class_index, layer=layer, alpha=alpha,
         colormap=colormap, grid=grid, grid_size=grid_size, batch_size=batch_size, max_channels=max_channels,
-        on_error=on_error,
+        on_error=on_error, score_batch_size=score_batch_size,
     )
     if predictions.skipped:
         total = len(predictions) + len(predictions.skipped)
@@ -344,6 +370,7 @@ def _explain_images(
     batch_size: int,
     max_channels: int,
     on_error: str,
+    score_batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> tuple[list[Path], Predictions]:
     """:func:`explain_images` without its warning: the files written and the predictions (with ``skipped``)."""
     method = _check_method(method)
@@ -352,6 +379,7 @@ def _explain_images(
         message = f"Expected alpha between 0 and 1. Received: alpha={alpha}"
         raise ArgumentError(message)
     _check_positive(batch_size, "batch_size")
+    _check_positive(score_batch_size, "score_batch_size")
     on_error = _check_on_error(on_error)
     _cam_model(model, layer or model.spec.last_conv_layer)
     names, items = _expand_inputs(images)
@@ -372,7 +400,7 @@ def _explain_images(
         batch_probabilities, batch_scores = _forward(model, batch.inputs.astype(np.float32))
         batch_explained = batch_probabilities.argmax(axis=1) if chosen is None else chosen[batch.indices]
         by_input[batch.indices] = batch_explained
-        heatmaps = _batch_heatmaps(model, batch, by_input, method, layer, max_channels)
+        heatmaps = _batch_heatmaps(model, batch, by_input, method, layer, max_channels, score_batch_size)
         for index, rgb, heatmap in zip(batch.indices.tolist(), batch.originals, heatmaps):
             stem = f"{index:04d}_{_file_stem(names[index])}"
             overlay = save_gradcam_overlay(rgb, heatmap, out / f"{stem}_overlay.png", alpha=alpha, colormap=colormap)
@@ -444,13 +472,18 @@ def class_activation_maps(
     method: str = "gradcam",
     layer: str | None = None,
     max_channels: int = 256,
+    score_batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> np.ndarray:
     """Class activation maps of a batch already at the model's input size.
 
     The lower-level, batched function behind :func:`grad_cam`: no decoding, no
-    resizing to the images' own sizes. Grad-CAM and Grad-CAM++ take one forward
-    and one backward pass for the whole batch; Score-CAM one forward pass, then
-    ``N * min(max_channels, channels)`` masked images scored 64 at a time.
+    resizing to the images' own sizes. Grad-CAM and Grad-CAM++ take one
+    compiled forward and one backward pass for the whole batch. Score-CAM takes
+    one forward pass of the images and one of a black image, then scores
+    ``N * min(max_channels, channels)`` masked images ``score_batch_size`` at a
+    time, each chunk of masks built inside the compiled pass: its memory is
+    that of a forward pass of ``score_batch_size`` images, whatever ``N`` and
+    ``max_channels``.
 
     Parameters
     ----------
@@ -470,6 +503,10 @@ def class_activation_maps(
     max_channels : int, default 256
         Score-CAM only: the channels with the highest mean activation of each
         image used as masks (all channels when the layer has fewer).
+    score_batch_size : int, default 16
+        Score-CAM only: images per compiled forward pass, masked ones and the
+        batch's own (which is scored in chunks of this size too). It bounds
+        memory and does not change the maps.
 
     Returns
     -------
@@ -501,7 +538,8 @@ def class_activation_maps(
     if len(inputs) == 0:
         return np.zeros((0, model.image_size, model.image_size), dtype=np.float32)
     if method == "scorecam":
-        low_resolution = _score_cam(model, cam_model, inputs, chosen, _check_positive(max_channels, "max_channels"))
+        low_resolution = _score_cam(model, cam_model, inputs, chosen, _check_positive(max_channels, "max_channels"),
+                                    _check_positive(score_batch_size, "score_batch_size"))
     else:
         low_resolution = _gradient_cam(model, cam_model, inputs, chosen, plus=method == "gradcam++")
     return _upsample_and_scale(low_resolution, model.image_size)
@@ -510,20 +548,9 @@ def class_activation_maps(
 def _gradient_cam(
     model: CxrClassifier, cam_model: keras.Model, inputs: np.ndarray, chosen: np.ndarray | None, *, plus: bool
 ) -> np.ndarray:
-    """Grad-CAM or Grad-CAM++ maps at the layer's resolution, one forward and one backward pass."""
-    tensor = tf.convert_to_tensor(inputs)
-    with tf.GradientTape() as tape:
-        # The base is frozen: the tape records nothing unless the input is watched,
-        # and the gradient to the feature maps would be None.
-        tape.watch(tensor)
-        conv_maps, features = cam_model(model.preprocess(tensor), training=False)
-        logits = model.head(features, training=False)
-        indices = tf.argmax(logits, axis=-1, output_type=tf.int32) if chosen is None else tf.constant(chosen)
-        scores = tf.gather(logits, indices, axis=1, batch_dims=1)
-    gradients = tape.gradient(scores, conv_maps)
-    if gradients is None:  # pragma: no cover - guarded by construction, kept as a clear failure.
-        message = f"Found no gradient from the logits to the chosen layer of {model.arch!r}."
-        raise ModelError(message)
+    """Grad-CAM or Grad-CAM++ maps at the layer's resolution, one compiled forward and backward pass."""
+    classes = np.full(len(inputs), -1, dtype=np.int32) if chosen is None else chosen
+    conv_maps, gradients = _layer_functions(model, cam_model).gradients(tf.constant(inputs), tf.constant(classes))
     activations = conv_maps.numpy().astype(np.float64)
     gradients = gradients.numpy().astype(np.float64)
     if plus:
@@ -531,6 +558,85 @@ def _gradient_cam(
     else:
         weights = gradients.mean(axis=(1, 2))
     return np.maximum(np.einsum("nhwk,nk->nhw", activations, weights), 0.0)
+
+
+class _LayerFunctions:
+    """The compiled passes through one cam model (one classifier and layer), each traced once.
+
+    The batch dimension of their signatures is free: a smaller last batch runs
+    the same graph, without retracing or padding. They hold a weak reference to
+    the cam model (their key in ``_LAYER_FUNCTIONS``), so they go with it.
+    """
+
+    def __init__(self, model: CxrClassifier, cam_model: keras.Model):
+        # Only the parts: a reference to the classifier (or its cam model) would keep it alive forever.
+        cam_ref, preprocess, head, arch = weakref.ref(cam_model), model.preprocess, model.head, model.arch
+        images_spec = tf.TensorSpec((None, model.image_size, model.image_size, 3), tf.float32)
+
+        @tf.function(input_signature=[images_spec, tf.TensorSpec((None,), tf.int32)], autograph=False)
+        def gradients(images, classes):
+            """The layer's feature maps and the gradient of each image's class logit (-1: predicted) to them."""
+            with tf.GradientTape() as tape:
+                # The base is frozen: the tape records nothing unless the input is watched,
+                # and the gradient to the feature maps would be None.
+                tape.watch(images)
+                conv_maps, features = cam_ref()(preprocess(images), training=False)
+                logits = head(features, training=False)
+                predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+                indices = tf.where(classes < 0, predicted, classes)
+                scores = tf.gather(logits, indices, axis=1, batch_dims=1)
+            found = tape.gradient(scores, conv_maps)
+            if found is None:  # pragma: no cover - guarded by construction, kept as a clear failure.
+                message = f"Found no gradient from the logits to the chosen layer of {arch!r}."
+                raise ModelError(message)
+            return conv_maps, found
+
+        @tf.function(input_signature=[images_spec], autograph=False)
+        def activations(images):
+            """The layer's feature maps and the logits."""
+            conv_maps, features = cam_ref()(preprocess(images), training=False)
+            return conv_maps, head(features, training=False)
+
+        self.gradients = gradients
+        self.activations = activations
+
+
+def _layer_functions(model: CxrClassifier, cam_model: keras.Model) -> _LayerFunctions:
+    functions = _LAYER_FUNCTIONS.get(cam_model)
+    if functions is None:
+        functions = _LAYER_FUNCTIONS[cam_model] = _LayerFunctions(model, cam_model)
+    return functions
+
+
+def _score_function(model: CxrClassifier):
+    """The compiled masked pass of Score-CAM, one per classifier (cached; holds its parts, not the classifier).
+
+    ``scores(images, index, low)`` takes ``(M, S, S, 3)`` images, ``(B,)`` indices
+    into them and ``(B, h, w)`` activation maps; it upsamples each map bilinearly
+    to ``S x S``, scales it to ``[0, 1]`` by its own range (a constant map becomes
+    zeros), multiplies image ``index[i]`` by map ``i`` and returns the
+    ``(B, classes)`` logits of the ``B`` masked images. A zero image gives the
+    black image's logits. The images are gathered inside the graph: a chunk
+    costs no copy of them.
+    """
+    function = _SCORE_FUNCTIONS.get(model)
+    if function is not None:
+        return function
+    preprocess, base, head, size = model.preprocess, model.base, model.head, model.image_size
+
+    @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32),
+                                  tf.TensorSpec((None,), tf.int32),
+                                  tf.TensorSpec((None, None, None), tf.float32)], autograph=False)
+    def scores(images, index, low):
+        masks = tf.image.resize(low[..., None], (size, size), method="bilinear")
+        lowest = tf.reduce_min(masks, axis=(1, 2), keepdims=True)
+        spread = tf.reduce_max(masks, axis=(1, 2), keepdims=True) - lowest
+        masks = tf.math.divide_no_nan(masks - lowest, spread)
+        masked = tf.gather(images, index) * masks
+        return head(base(preprocess(masked), training=False), training=False)
+
+    _SCORE_FUNCTIONS[model] = scores
+    return scores
 
 
 def _gradcam_plus_plus_weights(activations: np.ndarray, gradients: np.ndarray) -> np.ndarray:
@@ -551,48 +657,50 @@ def _gradcam_plus_plus_weights(activations: np.ndarray, gradients: np.ndarray) -
 
 
 def _score_cam(
-    model: CxrClassifier, cam_model: keras.Model, inputs: np.ndarray, chosen: np.ndarray | None, max_channels: int
+    model: CxrClassifier, cam_model: keras.Model, inputs: np.ndarray, chosen: np.ndarray | None, max_channels: int,
+    batch_size: int = SCORECAM_BATCH_SIZE,
 ) -> np.ndarray:
     """Score-CAM maps at the layer's resolution (Wang et al. 2020), the masked images scored in chunks.
 
     Each selected channel's activation map, upsampled to the input size and
     scaled to ``[0, 1]``, masks the image; the class's logit for the masked image
     minus its logit for a black image (the channel-wise increase of confidence)
-    weighs the activation map, where positive.
+    weighs the activation map, where positive. The images go ``batch_size`` at
+    a time through one compiled pass for their feature maps, then their masked
+    copies ``batch_size`` at a time, each chunk's masks built inside its pass:
+    no pass holds more than ``batch_size`` images.
     """
-    conv_maps, features = cam_model(model.preprocess(tf.convert_to_tensor(inputs)), training=False)
-    activations = conv_maps.numpy().astype(np.float32)
-    if chosen is None:
-        chosen = np.argmax(model.head(features, training=False).numpy(), axis=-1).astype(np.int32)
-    count, channels = activations.shape[0], activations.shape[-1]
-    kept = min(max_channels, channels)
-    # Per image, the channels with the highest mean activation (stable order for ties).
-    order = np.argsort(-activations.mean(axis=(1, 2)), axis=-1, kind="stable")[:, :kept]
-    selected = np.take_along_axis(activations, order[:, None, None, :], axis=-1)  # (N, h, w, kept)
+    functions, scores_of = _layer_functions(model, cam_model), _score_function(model)
     size = model.image_size
-    black = np.zeros((1, size, size, 3), dtype=np.float32)
-    baseline = model.logits(black, training=False).numpy()[0]
-    scores = np.empty(count * kept, dtype=np.float64)
-    for start in range(0, count * kept, _SCORECAM_CHUNK):
-        pairs = np.arange(start, min(start + _SCORECAM_CHUNK, count * kept))
-        images, channels_of_pairs = pairs // kept, pairs % kept
-        low = selected[images, :, :, channels_of_pairs][..., None]  # (chunk, h, w, 1)
-        masks = _scale_each(tf.image.resize(low, (size, size), method="bilinear").numpy()[..., 0])
-        masked = inputs[images] * masks[..., None]
-        logits = model.logits(masked, training=False).numpy()
-        classes = chosen[images]
-        scores[pairs] = logits[np.arange(len(pairs)), classes] - baseline[classes]
-    # The channel-wise increase of confidence, kept where positive: a map is all zeros when no masked image
-    # raises the class's score above the black image's.
-    weights = np.maximum(scores.reshape(count, kept), 0.0)
-    return np.maximum(np.einsum("nhwk,nk->nhw", selected.astype(np.float64), weights), 0.0)
-
-
-def _scale_each(maps: np.ndarray) -> np.ndarray:
-    """Scale each ``(h, w)`` map of a stack to ``[0, 1]`` by its own range; a constant map becomes zeros."""
-    low = maps.min(axis=(1, 2), keepdims=True)
-    spread = maps.max(axis=(1, 2), keepdims=True) - low
-    return np.divide(maps - low, spread, out=np.zeros_like(maps), where=spread > 0).astype(np.float32)
+    maps: list[np.ndarray] = []  # (count, h, w) per group, at the layer's resolution: small
+    baseline = None
+    for start in range(0, len(inputs), batch_size):
+        group = tf.constant(inputs[start:start + batch_size])
+        conv_maps, logits = functions.activations(group)
+        activations = conv_maps.numpy().astype(np.float32)
+        del conv_maps
+        count, kept = activations.shape[0], min(max_channels, activations.shape[-1])
+        classes = (np.argmax(logits.numpy(), axis=-1).astype(np.int32) if chosen is None
+                   else chosen[start:start + count])
+        # Per image, the channels with the highest mean activation (stable order for ties).
+        order = np.argsort(-activations.mean(axis=(1, 2)), axis=-1, kind="stable")[:, :kept]
+        selected = np.take_along_axis(activations, order[:, None, None, :], axis=-1)  # (count, h, w, kept)
+        del activations
+        if baseline is None:
+            baseline = scores_of(tf.zeros((1, size, size, 3)), tf.zeros((1,), tf.int32),
+                                 tf.zeros((1, *selected.shape[1:3]))).numpy()[0]
+        scores = np.empty(count * kept, dtype=np.float64)
+        for first in range(0, count * kept, batch_size):
+            pairs = np.arange(first, min(first + batch_size, count * kept))
+            images, channels_of_pairs = pairs // kept, pairs % kept
+            low = np.ascontiguousarray(selected[images, :, :, channels_of_pairs])  # (chunk, h, w)
+            chunk_logits = scores_of(group, tf.constant(images.astype(np.int32)), tf.constant(low)).numpy()
+            scores[pairs] = chunk_logits[np.arange(len(pairs)), classes[images]] - baseline[classes[images]]
+        # The channel-wise increase of confidence, kept where positive: a map is all zeros when no masked image
+        # raises the class's score above the black image's.
+        weights = np.maximum(scores.reshape(count, kept), 0.0)
+        maps.append(np.maximum(np.einsum("nhwk,nk->nhw", selected.astype(np.float64), weights), 0.0))
+    return np.concatenate(maps)
 
 
 def _upsample_and_scale(maps: np.ndarray, size: int) -> np.ndarray:
