@@ -335,8 +335,8 @@ class ImageSet:
             One-hot labels (as :meth:`one_hot`); ``False``: integer labels.
         **options
             ``shuffle``, ``seed``, ``repeat``, ``shard=(count, index)``,
-            ``num_parallel_calls``, ``deterministic``, ``prefetch``,
-            ``drop_remainder``: see :meth:`LazyImages.as_dataset
+            ``num_parallel_calls``, ``decode_in``, ``deterministic``,
+            ``prefetch``, ``drop_remainder``: see :meth:`LazyImages.as_dataset
             <cxrclassify.datasets.stream.LazyImages.as_dataset>`. The same options
             give the same images in the same order whether the split is streamed
             or in memory.

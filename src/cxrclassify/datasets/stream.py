@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..exceptions import ArgumentError, IndexOutOfRangeError
-from ._images import read_image, resize
+from ._images import get_max_image_pixels, read_image, resize
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -42,6 +42,12 @@ __all__ = ["LazyImages", "is_lazy"]
 
 #: Images decoded (and, with ``lungs``, segmented) together by :meth:`LazyImages.iter_batches`.
 DECODE_CHUNK = 32
+#: Where :meth:`LazyImages.as_dataset` may decode the files.
+DECODE_PLACES = ("auto", "threads", "processes")
+#: The fewest images for which ``decode_in="auto"`` starts worker processes.
+PROCESS_DECODE_MIN_IMAGES = 256
+#: ``tf.data.AUTOTUNE``, without importing TensorFlow.
+AUTOTUNE = -1
 
 
 class LazyImages:
@@ -199,8 +205,13 @@ class LazyImages:
         return np.stack([resize(rgb, self.image_size) for rgb in rgbs]) if rgbs else np.empty(
             (0, self.image_size, self.image_size, 3), np.uint8)
 
-    def iter_batches(self, batch_size: int = DECODE_CHUNK) -> Iterator[np.ndarray]:
+    def iter_batches(self, batch_size: int = DECODE_CHUNK, *, decode_in: str = "auto") -> Iterator[np.ndarray]:
         """The images in order, ``batch_size`` at a time (the last batch may be smaller).
+
+        With worker processes (``decode_in``, as in :meth:`as_dataset`: ``"auto"``
+        uses them for :data:`PROCESS_DECODE_MIN_IMAGES` images or more, without
+        ``lungs``, on more than one core), the next batches are decoded ahead, one
+        per available core, while the current one is used.
 
         Examples
         --------
@@ -210,8 +221,28 @@ class LazyImages:
         [2, 2, 1]
         """
         _check_batch_size(batch_size)
-        for start in range(0, len(self), batch_size):
-            yield self.decode(range(start, min(start + batch_size, len(self))))
+        starts = range(0, len(self), batch_size)
+        decode_batch, processes = self._batch_decoder(None, decode_in)
+        if decode_batch == self.decode:
+            for start in starts:
+                yield self.decode(range(start, min(start + batch_size, len(self))))
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=processes) as executor:
+            pending: deque = deque()
+            try:
+                for start in starts:
+                    chosen = list(range(start, min(start + batch_size, len(self))))
+                    pending.append(executor.submit(decode_batch, chosen))
+                    if len(pending) > processes:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                for future in pending:
+                    future.cancel()
 
     def content_digest(self) -> str:
         """sha256 of what the decoded images depend on: each file's path, size and modification time, and
@@ -250,6 +281,7 @@ class LazyImages:
         repeat: bool = False,
         shard: tuple[int, int] | None = None,
         num_parallel_calls: int | None = None,
+        decode_in: str = "auto",
         deterministic: bool = True,
         prefetch: bool = True,
         drop_remainder: bool = False,
@@ -276,9 +308,21 @@ class LazyImages:
             the part of one of ``count`` workers. Under ``tf.distribute``, leave it
             ``None``: the strategy shards the dataset itself.
         num_parallel_calls : int, optional
-            Images decoded at once; default ``tf.data.AUTOTUNE``. With ``lungs``,
-            images are decoded in order by one call per batch (the segmenter is a
-            Keras model, run on whole batches).
+            Batches decoded at once (each by one thread or one worker process);
+            default ``tf.data.AUTOTUNE`` (with processes: one per available
+            core). ``1`` decodes in this process, one batch at a time. With
+            ``lungs``, always 1: the segmenter is a Keras model, run on whole
+            batches in this process.
+        decode_in : {"auto", "threads", "processes"}, default "auto"
+            Where the files are decoded. ``"threads"``: in this process (Pillow
+            holds Python's interpreter lock for part of each decode, so threads
+            scale poorly: about 1.24x for two on two cores). ``"processes"``: in
+            worker processes started once per process and shared (see
+            ``cxrclassify.datasets._decode_pool``; same decoder, same pixels).
+            ``"auto"``: processes when more than one call is asked for, there is
+            more than one core, no ``lungs``, and at least
+            :data:`PROCESS_DECODE_MIN_IMAGES` images (their start, about 2 s,
+            is not worth it for fewer); threads otherwise.
         deterministic : bool, default True
             Keep the order whatever the parallelism (``False`` may be faster).
         prefetch : bool, default True
@@ -291,6 +335,11 @@ class LazyImages:
         tf.data.Dataset
             ``uint8`` images of shape ``(batch, S, S, 3)`` (and labels).
 
+        Raises
+        ------
+        ArgumentError
+            If ``labels`` do not match the images, or an option is out of range.
+
         Examples
         --------
         >>> from cxrclassify.datasets import sample_records
@@ -301,57 +350,59 @@ class LazyImages:
         """
         import tensorflow as tf
 
-        if batch_size is not None:
-            _check_batch_size(batch_size)
         if labels is not None and len(labels) != len(self):
             message = f"Expected one label per image ({len(self)}). Received: {len(labels)} labels"
             raise ArgumentError(message)
-        indices = tf.data.Dataset.range(len(self))
-        if shard is not None:
-            count, index = _check_shard(shard)
-            indices = indices.shard(count, index)
-        if shuffle:
-            indices = indices.shuffle(max(1, len(self)), seed=seed, reshuffle_each_iteration=True)
-        if repeat:
-            indices = indices.repeat()
+        indices = _index_batches(len(self), batch_size=batch_size, shard=shard, shuffle=shuffle, seed=seed,
+                                 repeat=repeat, drop_remainder=drop_remainder)
+        decode_batch, calls = self._batch_decoder(num_parallel_calls, decode_in)
         side = self.image_size
-        calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
-        if self.lungs is None:
-            def decode_one(index):
-                image = tf.numpy_function(lambda i: self.decode([int(i)])[0], [index], tf.uint8, stateful=False)
-                image.set_shape((side, side, 3))
-                return image, index
 
-            dataset = indices.map(decode_one, num_parallel_calls=calls, deterministic=deterministic)
-            if batch_size is not None:
-                dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-        else:  # the segmenter runs on whole batches, in order
-            dataset = indices.batch(batch_size or 1, drop_remainder=drop_remainder)
+        def decode_indices(batch_indices):
+            images = tf.numpy_function(lambda chosen: decode_batch(chosen.tolist()), [batch_indices], tf.uint8,
+                                       stateful=False)
+            images.set_shape((None, side, side, 3))
+            return images, batch_indices
 
-            def decode_batch(batch_indices):
-                images = tf.numpy_function(lambda i: self.decode(i.tolist()), [batch_indices], tf.uint8,
-                                           stateful=False)
-                images.set_shape((None, side, side, 3))
-                return images, batch_indices
+        dataset = indices.map(decode_indices, num_parallel_calls=calls, deterministic=deterministic)
+        return _finish_dataset(dataset, labels, num_classes=num_classes, single=batch_size is None,
+                               deterministic=deterministic, prefetch=prefetch)
 
-            dataset = dataset.map(decode_batch, num_parallel_calls=1, deterministic=True)
-            if batch_size is None:
-                dataset = dataset.unbatch()
-        if labels is None:
-            dataset = dataset.map(lambda images, _: images)
-        else:
-            table = tf.constant(np.asarray(labels, dtype=np.int64))
+    def _batch_decoder(self, num_parallel_calls: int | None, decode_in: str):
+        """The function that decodes a list of indices, and the number of batches to decode at once.
 
-            def with_labels(images, index):
-                chosen = tf.gather(table, index)
-                return images, (tf.one_hot(chosen, num_classes) if num_classes else chosen)
+        ``num_parallel_calls=None`` or ``AUTOTUNE`` (``-1``): one per available core with
+        processes, ``AUTOTUNE`` with threads.
+        """
+        from ._decode_pool import available_cores, shared_decode_pool
 
-            dataset = dataset.map(with_labels)
-        options = tf.data.Options()
-        options.deterministic = deterministic
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        dataset = dataset.with_options(options)
-        return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
+        if decode_in not in DECODE_PLACES:
+            message = f"Expected decode_in to be one of {list(DECODE_PLACES)}. Received: decode_in={decode_in!r}"
+            raise ArgumentError(message)
+        if num_parallel_calls is not None and num_parallel_calls != AUTOTUNE and (
+                isinstance(num_parallel_calls, bool) or not isinstance(num_parallel_calls, (int, np.integer))
+                or num_parallel_calls < 1):
+            message = ("Expected num_parallel_calls to be None, tf.data.AUTOTUNE or a whole number of at least 1. "
+                       f"Received: num_parallel_calls={num_parallel_calls!r}")
+            raise ArgumentError(message)
+        if self.lungs is not None:
+            return self.decode, 1
+        autotune = num_parallel_calls is None or num_parallel_calls == AUTOTUNE
+        processes = available_cores() if autotune else int(num_parallel_calls)
+        use_processes = decode_in == "processes" or (
+            decode_in == "auto" and processes > 1 and available_cores() > 1
+            and len(self) >= PROCESS_DECODE_MIN_IMAGES)
+        if not use_processes:
+            return self.decode, (AUTOTUNE if autotune else int(num_parallel_calls))
+        pool = shared_decode_pool(processes)
+        paths = [os.fspath(sample.path) for sample in self.samples]
+        limit = get_max_image_pixels()
+
+        def decode_in_workers(chosen: list[int]) -> np.ndarray:
+            return pool.decode([paths[index] for index in chosen], self.image_size,
+                               common_resolution=self.common_resolution, max_pixels=limit)
+
+        return decode_in_workers, processes
 
 
 def is_lazy(images: object) -> bool:
@@ -370,6 +421,8 @@ def is_lazy(images: object) -> bool:
 def array_dataset(images: np.ndarray, labels: np.ndarray | None = None, **options: Any) -> tf.data.Dataset:
     """:meth:`LazyImages.as_dataset` for images already in memory (same options, same order).
 
+    ``num_parallel_calls`` and ``decode_in`` are accepted and ignored: nothing is decoded.
+
     Examples
     --------
     >>> import numpy as np
@@ -382,41 +435,71 @@ def array_dataset(images: np.ndarray, labels: np.ndarray | None = None, **option
 
     batch_size = options.pop("batch_size", 32)
     num_classes = options.pop("num_classes", None)
-    shuffle, seed = options.pop("shuffle", False), options.pop("seed", 0)
-    repeat, shard = options.pop("repeat", False), options.pop("shard", None)
-    drop_remainder = options.pop("drop_remainder", False)
     deterministic = options.pop("deterministic", True)
     prefetch = options.pop("prefetch", True)
     options.pop("num_parallel_calls", None)
+    options.pop("decode_in", None)
+    order = {name: options.pop(name) for name in ("shuffle", "seed", "repeat", "shard", "drop_remainder")
+             if name in options}
     if options:
         message = f"Unknown options {sorted(options)}. Expected those of LazyImages.as_dataset"
         raise ArgumentError(message)
-    indices = tf.data.Dataset.range(len(images))
-    if shard is not None:
-        count, index = _check_shard(shard)
-        indices = indices.shard(count, index)
-    if shuffle:
-        indices = indices.shuffle(max(1, len(images)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        indices = indices.repeat()
+    if labels is not None and len(labels) != len(images):
+        message = f"Expected one label per image ({len(images)}). Received: {len(labels)} labels"
+        raise ArgumentError(message)
+    indices = _index_batches(len(images), batch_size=batch_size, **order)
+    pixels = tf.constant(np.asarray(images))
+    dataset = indices.map(lambda index: (tf.gather(pixels, index), index))
+    return _finish_dataset(dataset, labels, num_classes=num_classes, single=batch_size is None,
+                           deterministic=deterministic, prefetch=prefetch)
+
+
+def _index_batches(count: int, *, batch_size: int | None, shard: tuple[int, int] | None = None,
+                   shuffle: bool = False, seed: int = 0, repeat: bool = False,
+                   drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of image indices: ``range(count)`` sharded, shuffled, repeated, then batched.
+
+    With ``batch_size=None`` the indices come :data:`DECODE_CHUNK` at a time (and
+    :func:`_finish_dataset` unbatches them after decoding).
+    """
+    import tensorflow as tf
+
     if batch_size is not None:
         _check_batch_size(batch_size)
-        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
-    pixels = tf.constant(np.asarray(images))
+    indices = tf.data.Dataset.range(count)
+    if shard is not None:
+        shard_count, shard_index = _check_shard(shard)
+        indices = indices.shard(shard_count, shard_index)
+    if shuffle:
+        indices = indices.shuffle(max(1, count), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        indices = indices.repeat()
+    if batch_size is None:
+        return indices.batch(DECODE_CHUNK)
+    return indices.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _finish_dataset(dataset: tf.data.Dataset, labels: np.ndarray | None, *, num_classes: int | None,
+                    single: bool, deterministic: bool, prefetch: bool) -> tf.data.Dataset:
+    """Attach the labels to ``(images, indices)`` batches, unbatch ``single`` ones, set the options."""
+    import tensorflow as tf
+
     if labels is None:
-        dataset = indices.map(lambda index: tf.gather(pixels, index))
+        dataset = dataset.map(lambda images, _: images)
     else:
         table = tf.constant(np.asarray(labels, dtype=np.int64))
 
-        def pair(index):
+        def with_labels(images, index):
             chosen = tf.gather(table, index)
-            return tf.gather(pixels, index), (tf.one_hot(chosen, num_classes) if num_classes else chosen)
+            return images, (tf.one_hot(chosen, num_classes) if num_classes else chosen)
 
-        dataset = indices.map(pair)
-    data_options = tf.data.Options()
-    data_options.deterministic = deterministic
-    data_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = dataset.with_options(data_options)
+        dataset = dataset.map(with_labels)
+    if single:
+        dataset = dataset.unbatch()
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
     return dataset.prefetch(tf.data.AUTOTUNE) if prefetch else dataset
 
 
