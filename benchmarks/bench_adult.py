@@ -61,7 +61,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], int, dict[str, Any], str]] = {
     "mobilenetv2-gap": ("MobileNetV2 frozen, global-average-pool head, balanced, early stopping",
                         {**MOBILENET, "head": "gap"}, 237, BETTER, "adult"),
     "mobilenetv2-gap-augment": ("mobilenetv2-gap + augmentation (rotation, shift, zoom, contrast; 4 views)",
-                                {**MOBILENET, "head": "gap"}, 237, {**BETTER, "augment": True, "augment_views": 4},
+                                {**MOBILENET, "head": "gap"}, 237, {**BETTER, "augment": True, "augment_copies": 4},
                                 "adult"),
     "mobilenetv2-gap-equalized": ("mobilenetv2-gap on histogram-equalised images (train and test)",
                                   {**MOBILENET, "head": "gap"}, 237, BETTER, "equalized"),

@@ -7,7 +7,7 @@ that peak resident memory is that N's alone):
   fingerprints, the patient joins and the cross-split duplicate check; the splits decode on
   demand);
 * ``features``: MobileNetV2 (``../shared/weights``, torchvision ImageNet, ``preprocessing="torch"``)
-  features of the training split, written to disk batch by batch (``view_features`` with a
+  features of the training split, written to disk batch by batch (``augmented_features`` with a
   ``FeatureCache``);
 * ``train``: 5 epochs of the GAP head on those features (``train(..., cache_dir=...)`` reads them
   back; the OOD score is fitted on them too);
@@ -103,7 +103,7 @@ def make_copies(work: Path, count: int) -> list[tuple[str, str, str, str]]:
 def run_one(work: Path, count: int) -> dict:
     """One N, in this (fresh) process."""
     import cxrclassify
-    from cxrclassify.features import FeatureCache, view_features
+    from cxrclassify.features import FeatureCache, augmented_features
 
     import shutil
 
@@ -124,8 +124,8 @@ def run_one(work: Path, count: int) -> dict:
                                     image_size=IMAGE_SIZE, head="gap", class_names=CLASSES, seed=0)
     cache_dir = work / f"features-{count}"
     started = time.perf_counter()
-    view_features(model, data.train.images, cache=FeatureCache(cache_dir), batch_size=64, progress=False)
-    view_features(model, data.validation.images, cache=FeatureCache(cache_dir), batch_size=64, progress=False)
+    augmented_features(model, data.train.images, cache=FeatureCache(cache_dir), batch_size=64, progress=False)
+    augmented_features(model, data.validation.images, cache=FeatureCache(cache_dir), batch_size=64, progress=False)
     result["features_s"] = round(time.perf_counter() - started, 1)
     result["rss_after_features_mb"] = round(peak_rss_mb(), 1)
 

@@ -307,7 +307,7 @@ def test_train_fits_ood_from_cached_features_like_predict():
     train_set = image_set(grey_noise(rng, 24), np.arange(24) % 2)
     validation_set = image_set(grey_noise(rng, 20), np.arange(20) % 2)
     cxrclassify.train(model, (train_set, validation_set), epochs=2, batch_size=8, progress=False,
-                      augment=True, augment_views=2)
+                      augment=True, augment_copies=2)
     assert model.metadata["training"]["cached_features"] and model.ood.is_fitted
     record = model.metadata["ood"]
     assert record["n_train"] == 24 and record["n_validation"] == 20 and record["quantile"] == 0.95

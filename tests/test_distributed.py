@@ -57,7 +57,7 @@ SCRIPT = textwrap.dedent(
         with strategy.scope():
             model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, freeze_base=freeze)
         history = cxrclassify.train(model, (train_set, validation_set), epochs=4, batch_size=16,
-                                    learning_rate=3e-3, augment=True, augment_views=2, class_weight="balanced",
+                                    learning_rate=3e-3, augment=True, augment_copies=2, class_weight="balanced",
                                     strategy=strategy, progress=False)
         result["cached" if freeze else "fine_tuned"] = {
             "loss": history["loss"],

@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(
         initial = [np.array(weight) for weight in model.trainable_weights]
         del distributed[:]
         history = cxrclassify.train(model, (train_set, validation_set), epochs=1, batch_size=16,
-                                    learning_rate=3e-3, augment=True, augment_views=2, class_weight="balanced",
+                                    learning_rate=3e-3, augment=True, augment_copies=2, class_weight="balanced",
                                     strategy=strategy, progress=False)
         final = [np.array(weight) for weight in model.trainable_weights]
         whole, mine = distributed[0]  # the training batches (validation comes later, when the epoch ends)

@@ -69,7 +69,7 @@ for name, model_seed in (("train", seed), ("train_other_seed", seed + 1)):
     fresh()
     model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=32, seed=model_seed)
     history = cxrclassify.train(model, (train_set, validation_set), epochs=3, seed=model_seed, augment=True,
-                                augment_views=2, **options)
+                                augment_copies=2, **options)
     put(name, model, history)
 model.save(work / "model.keras")
 reloaded = cxrclassify.load_model(work / "model.keras")
@@ -79,7 +79,7 @@ arrays["train_other_seed/reloaded_seed"] = np.asarray(json.dumps(reloaded.seed))
 fresh()
 model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=32, seed=seed)
 history = train_two_stage(model, (train_set, validation_set), head_epochs=2, fine_tune_epochs=2,
-                          fine_tune_blocks=True, seed=seed, augment=True, augment_views=2, **options)
+                          fine_tune_blocks=True, seed=seed, augment=True, augment_copies=2, **options)
 put("two_stage", model, history)
 
 # leave_one_source_out and reproduce: the models they build, and the seeds they build them with.

@@ -13,7 +13,7 @@ import pytest
 import cxrclassify
 from cxrclassify.datasets import decode_records, sample_records
 from cxrclassify.datasets.stream import LazyImages, array_dataset, is_lazy
-from cxrclassify.features import FeatureCache, view_features
+from cxrclassify.features import FeatureCache, augmented_features
 
 
 @pytest.fixture(scope="module")
@@ -143,13 +143,13 @@ def test_streamed_training_removes_its_temporary_features(both):
 def test_features_are_written_to_disk_batch_by_batch(both, tmp_path):
     eager, lazy = both
     model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=32, seed=0)
-    in_memory = view_features(model, eager.train.images, progress=False)[0]
+    in_memory = augmented_features(model, eager.train.images, progress=False)[0]
     cache = FeatureCache(tmp_path / "features")
-    on_disk = view_features(model, lazy.train.images, cache=cache, batch_size=4, progress=False)[0]
+    on_disk = augmented_features(model, lazy.train.images, cache=cache, batch_size=4, progress=False)[0]
     assert isinstance(on_disk, np.memmap)
     np.testing.assert_array_equal(np.asarray(on_disk), in_memory)
     assert not list((tmp_path / "features").glob(".*part*")), "no temporary file is left"
-    again = view_features(model, lazy.train.images, cache=cache, progress=False)[0]
+    again = augmented_features(model, lazy.train.images, cache=cache, progress=False)[0]
     assert again.filename == on_disk.filename
 
 

@@ -15,7 +15,7 @@ import pytest
 import cxrclassify
 from cxrclassify.augment import Augmentation, augment_images
 from cxrclassify.datasets import ImageSet, Sample
-from cxrclassify.features import FeatureCache, view_features
+from cxrclassify.features import FeatureCache, augmented_features
 from cxrclassify.models import ArchSpec, CxrClassifier, register_model
 from cxrclassify.training import balanced_class_weight, extract_features, train_two_stage
 
@@ -215,20 +215,51 @@ class _CountImages:
         monkeypatch.setattr(CxrClassifier, "features", counting)
 
 
-def test_augmented_views_are_computed_once_then_sampled(rng, monkeypatch):
+def test_augmented_copies_are_computed_once_then_sampled(rng, monkeypatch):
     train_set, validation_set = _toy_splits(rng)
     counter = _CountImages(monkeypatch)
     model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16)
-    history = cxrclassify.train(model, (train_set, validation_set), epochs=6, augment=True, augment_views=4,
+    history = cxrclassify.train(model, (train_set, validation_set), epochs=6, augment=True, augment_copies=4,
                                 progress=False)
     assert counter.images == len(train_set) * 4 + len(validation_set)  # not once per epoch
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
-    assert model.metadata["training"]["augment_views"] == 4
+    assert model.metadata["training"]["augment_copies"] == 4
     assert model.metadata["training"]["augmentation"]["horizontal_flip"] is False
 
-    views = view_features(model, train_set.images, views=3, augmentation=Augmentation(), seed=0)
-    np.testing.assert_array_equal(views[0], extract_features(model, train_set.images, progress=False))
-    assert not np.allclose(views[1], views[0]) and not np.allclose(views[2], views[1])
+    copies = augmented_features(model, train_set.images, copies=3, augmentation=Augmentation(), seed=0)
+    np.testing.assert_array_equal(copies[0], extract_features(model, train_set.images, progress=False))
+    assert not np.allclose(copies[1], copies[0]) and not np.allclose(copies[2], copies[1])
+
+
+def test_the_old_name_augment_views_still_trains_the_same_model_and_warns(rng):
+    from cxrclassify.features import view_features
+    from cxrclassify.training import TrainConfig
+
+    train_set, validation_set = _toy_splits(rng)
+    options = dict(epochs=2, augment=True, seed=3, progress=False)
+    weights = []
+    for renamed in ({"augment_copies": 3}, {"augment_views": 3}):
+        model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16, seed=0)
+        if "augment_views" in renamed:
+            with pytest.warns(cxrclassify.CxrDeprecationWarning, match="'augment_views' is renamed 'augment_copies'") as caught:
+                cxrclassify.train(model, (train_set, validation_set), **renamed, **options)
+            assert caught[0].filename == __file__  # the warning points at the caller's line
+        else:
+            cxrclassify.train(model, (train_set, validation_set), **renamed, **options)
+        assert model.metadata["training"]["augment_copies"] == 3
+        weights.append(model.head.get_weights())
+    for new, old in zip(*weights):
+        np.testing.assert_array_equal(new, old)
+    with pytest.warns(cxrclassify.CxrDeprecationWarning):
+        assert TrainConfig().replace(augment_views=5).augment_copies == 5
+    with pytest.warns(cxrclassify.CxrDeprecationWarning), pytest.raises(cxrclassify.ArgumentTypeError, match="not both"):
+        cxrclassify.train(model, (train_set, validation_set), augment_views=2, augment_copies=4, **options)
+    with pytest.warns(cxrclassify.CxrDeprecationWarning, match="augmented_features"):
+        old = view_features(model, train_set.images, views=2, augmentation=Augmentation(), seed=0, progress=False)
+    new = augmented_features(model, train_set.images, copies=2, augmentation=Augmentation(), seed=0, progress=False)
+    from cxrclassify.training import _RENAMED_DEFAULTS
+    assert _RENAMED_DEFAULTS == {"augment_copies": TrainConfig().augment_copies}
+    np.testing.assert_array_equal(old[1], new[1])
 
 
 def _correlation(first, second):
@@ -329,7 +360,7 @@ def test_feature_cache_is_reused_across_runs(rng, tmp_path, monkeypatch):
         keras.utils.set_random_seed(3)  # the same base weights: the same cache keys
         model = cxrclassify.build_model("tinycnn", 2, weights=None, image_size=16)
         histories.append(cxrclassify.train(model, (train_set, validation_set), epochs=2, augment=True,
-                                           augment_views=3, cache_dir=cache_dir, progress=False))
+                                           augment_copies=3, cache_dir=cache_dir, progress=False))
     assert counter.images == len(train_set) * 3 + len(validation_set)  # the second run ran no base
     assert histories[0] == histories[1]
     assert model.metadata["training"]["feature_cache"] == str(tmp_path / "home" / "features")
@@ -348,7 +379,7 @@ def _weights_of(model, cached):
 @pytest.mark.parametrize("cached", [True, False], ids=["cached-views", "fine-tuning"])
 def test_resumed_run_ends_as_the_uninterrupted_one(rng, tmp_path, cached):
     train_set, validation_set = _toy_splits(rng)
-    options = dict(epochs=4, seed=11, augment=True, augment_views=3, lr_schedule="cosine", early_stopping=10,
+    options = dict(epochs=4, seed=11, augment=True, augment_copies=3, lr_schedule="cosine", early_stopping=10,
                    class_weight="balanced", progress=False)
 
     def fresh_model():

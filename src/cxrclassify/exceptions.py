@@ -32,6 +32,8 @@ __all__ = [
     "DownloadError",
     "ChecksumError",
     "WeightsUnavailableError",
+    "DecodeWorkerError",
+    "TruncatedFrameError",
     "CxrWarning",
     "ConfoundingWarning",
     "DuplicateImageWarning",
@@ -40,6 +42,7 @@ __all__ = [
     "DataWarning",
     "TrainingWarning",
     "EvaluationWarning",
+    "CxrDeprecationWarning",
 ]
 
 
@@ -98,6 +101,14 @@ class WeightsUnavailableError(DownloadError):
     """Pretrained base weights could not be obtained (offline, or the host is unreachable)."""
 
 
+class DecodeWorkerError(CxrError, OSError):
+    """A decoding worker process could not start, exited, or broke the protocol."""
+
+
+class TruncatedFrameError(DecodeWorkerError):
+    """A pipe to or from a decoding worker ended inside a message (the other process is gone)."""
+
+
 class CxrWarning(UserWarning):
     """Base class of every warning cxrclassify issues."""
 
@@ -128,3 +139,7 @@ class TrainingWarning(CxrWarning):
 
 class EvaluationWarning(CxrWarning):
     """A metric or a calibration rests on too little data to mean much."""
+
+
+class CxrDeprecationWarning(CxrWarning, FutureWarning):
+    """A name or option was renamed; the old one still works and will be removed in a later release."""

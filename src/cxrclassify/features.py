@@ -2,19 +2,21 @@
 
 While a classifier's base is frozen its output for an image never changes, so
 :func:`~cxrclassify.train` runs the base once per image (and once per
-augmented *view* of each training image) and fits the head on the stored
-feature maps.
+augmented *copy* of each training image) and fits the head on the stored
+feature maps. (A "view" elsewhere in the library is the radiographic view of
+an X-ray, ``Sample.view``: PA, AP, lateral.)
 
-:class:`FeatureCache` keeps them on disk, one ``.npy`` file per split and view,
+:class:`FeatureCache` keeps them on disk, one ``.npy`` file per split and copy,
 named by a sha256 key of everything the features depend on:
 
 * the content of the images (sha256 of their ``uint8`` bytes, shape included);
 * the architecture, the base's weights (sha256 of all its weight arrays), the
   preprocessing mode, the image size and the base's dtype policy;
-* for augmented views (view index >= 1), the augmentation settings, the view
-  index and the seed. View 0 is the original image: it does not depend on
+* for augmented copies (copy index >= 1), the augmentation settings, the copy
+  index and the seed. Copy 0 is the original image: it does not depend on
   augmentation or seed, so un-augmented runs, validation splits and augmented
-  runs share it.
+  runs share it. (The index entry stores the copy index under its 0.1 name,
+  ``"view"``, so caches written by 0.1 stay valid.)
 
 Next to each ``<key>.npy`` a ``<key>.json`` index entry records these settings,
 the shape and the dtype; :meth:`FeatureCache.entries` lists them. Files are
@@ -25,8 +27,8 @@ the same entry both leave a valid file.
 Features are stored as **float32**, as the base computes them: the head then
 sees exactly what it would see through the full model, and cached and uncached
 training agree. They are memory-mapped when read, so a cache larger than
-memory still works. Size: ``N x views x h x w x c x 4`` bytes per split (VGG16
-at 237 px: 7 x 7 x 512 floats, 100 kB per image and view).
+memory still works. Size: ``N x copies x h x w x c x 4`` bytes per split (VGG16
+at 237 px: 7 x 7 x 512 floats, 100 kB per image and copy).
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ from tqdm.auto import tqdm
 from ._io import atomic_write
 from .augment import AUGMENT_CHUNK, Augmentation, augmented_chunks, derive_seed
 from .models import CxrClassifier
-from .exceptions import ArgumentError, DataWarning
+from .exceptions import ArgumentError, CxrDeprecationWarning, DataWarning
 
-__all__ = ["FeatureCache", "extract_features", "view_features", "images_digest", "weights_digest", "feature_key"]
+__all__ = ["FeatureCache", "augmented_features", "extract_features", "view_features", "images_digest", "weights_digest",
+           "feature_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -302,26 +305,27 @@ def extract_features(
     (3, 1, 1, 512)
     """
     with tqdm(total=len(images), desc=f"Features ({model.arch})", unit="image", disable=not progress) as bar:
-        return _compute_view(model, images, 0, None, 0, batch_size, bar)
+        return _compute_copy(model, images, 0, None, 0, batch_size, bar)
 
 
-def view_features(
+def augmented_features(
     model: CxrClassifier,
     images: np.ndarray,
     *,
-    views: int = 1,
+    copies: int = 1,
     augmentation: Augmentation | None = None,
     seed: int = 0,
     cache: FeatureCache | None = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> list[np.ndarray]:
-    """The feature maps of ``views`` versions of every image: the original, then augmented ones.
+    """The feature maps of ``copies`` versions of every image: the original, then augmented ones.
 
-    View 0 is the images themselves; view ``v >= 1`` is
-    ``augment_images(images, augmentation, seed=derive_seed(seed, "view", v))``
-    (see :mod:`cxrclassify.augment`).
-    With a ``cache``, views already stored are read back instead of computed,
+    Copy 0 is the images themselves; copy ``c >= 1`` is
+    ``augment_images(images, augmentation, seed=derive_seed(seed, "view", c))``
+    (see :mod:`cxrclassify.augment`; the seed's ``"view"`` salt is the 0.1 name,
+    kept so that the same seed gives the same copies).
+    With a ``cache``, copies already stored are read back instead of computed,
     and new ones are stored.
 
     Parameters
@@ -330,12 +334,12 @@ def view_features(
         The classifier whose (frozen) base is run.
     images : numpy.ndarray
         ``(N, S, S, 3)`` ``uint8`` RGB images.
-    views : int, default 1
-        Number of views, the original included.
+    copies : int, default 1
+        Number of copies, the original included.
     augmentation : Augmentation, optional
-        Needed when ``views > 1``.
+        Needed when ``copies > 1``.
     seed : int, default 0
-        Seed of the augmented views.
+        Seed of the augmented copies.
     cache : FeatureCache, optional
         Where to look for, and store, the features.
     batch_size : int, default 16
@@ -346,49 +350,78 @@ def view_features(
     Returns
     -------
     list of numpy.ndarray
-        ``views`` float32 arrays of shape ``(N, h, w, c)`` (memory-mapped when
+        ``copies`` float32 arrays of shape ``(N, h, w, c)`` (memory-mapped when
         read from the cache).
+
+    Raises
+    ------
+    ArgumentError
+        If ``copies`` is below 1, or above 1 without an ``augmentation``.
 
     Examples
     --------
     >>> import numpy as np
     >>> import cxrclassify
     >>> from cxrclassify.augment import Augmentation
-    >>> from cxrclassify.features import view_features
+    >>> from cxrclassify.features import augmented_features
     >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
     >>> images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
-    >>> features = view_features(model, images, views=3, augmentation=Augmentation(), progress=False)
+    >>> features = augmented_features(model, images, copies=3, augmentation=Augmentation(), progress=False)
     >>> len(features), features[0].shape
     (3, (2, 1, 1, 512))
     """
-    if views < 1 or (views > 1 and augmentation is None):
-        message = (f"Expected views=1, or views > 1 with an augmentation. "
-                   f"Received: views={views}, augmentation={augmentation}")
+    if copies < 1 or (copies > 1 and augmentation is None):
+        message = (f"Expected copies=1, or copies > 1 with an augmentation. "
+                   f"Received: copies={copies}, augmentation={augmentation}")
         raise ArgumentError(message)
     identity = _identity(model, images) if cache is not None else None
     found: dict[int, np.ndarray] = {}
     if cache is not None:
-        for view in range(views):
-            stored = cache.load(feature_key(identity, view, augmentation, seed))
+        for copy_index in range(copies):
+            stored = cache.load(feature_key(identity, copy_index, augmentation, seed))
             if stored is not None and stored.shape[0] == len(images):
-                found[view] = stored
+                found[copy_index] = stored
         if found:
-            logger.info("Read %d of %d feature views of %d images from %s", len(found), views, len(images), cache)
-    missing = [view for view in range(views) if view not in found]
+            logger.info("Read %d of %d augmented copies' features of %d images from %s", len(found), copies,
+                        len(images), cache)
+    missing = [copy_index for copy_index in range(copies) if copy_index not in found]
     bar = tqdm(total=len(missing) * len(images), desc=f"Features ({model.arch})", unit="image",
                disable=not progress or not missing)
     shape = (len(images), *_feature_shape(model))
     with bar:
-        for view in missing:
+        for copy_index in missing:
             if cache is None:
-                found[view] = _compute_view(model, images, view, augmentation, seed, batch_size, bar)
+                found[copy_index] = _compute_copy(model, images, copy_index, augmentation, seed, batch_size, bar)
             else:  # written to disk batch by batch: memory holds one batch, not the split's features
-                found[view] = cache.write_batches(
-                    feature_key(identity, view, augmentation, seed), shape,
-                    _index_entry(identity, view, augmentation, seed),
-                    lambda out, view=view: _compute_view(model, images, view, augmentation, seed, batch_size, bar,
-                                                         out=out))
-    return [found[view] for view in range(views)]
+                found[copy_index] = cache.write_batches(
+                    feature_key(identity, copy_index, augmentation, seed), shape,
+                    _index_entry(identity, copy_index, augmentation, seed),
+                    lambda out, index=copy_index: _compute_copy(model, images, index, augmentation, seed,
+                                                                batch_size, bar, out=out))
+    return [found[copy_index] for copy_index in range(copies)]
+
+
+def view_features(model: CxrClassifier, images: np.ndarray, *, views: int = 1, **options: Any) -> list[np.ndarray]:
+    """Deprecated name of :func:`augmented_features` (``views`` is ``copies``); removed in 0.4.
+
+    "View" now means only the radiographic view of an X-ray (``Sample.view``).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> import cxrclassify
+    >>> from cxrclassify.features import view_features
+    >>> model = cxrclassify.build_model("vgg16", weights=None, image_size=32)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     features = view_features(model, np.zeros((1, 32, 32, 3), np.uint8), progress=False)
+    >>> caught[0].category.__name__, len(features)
+    ('CxrDeprecationWarning', 1)
+    """
+    warnings.warn("view_features(views=...) is renamed augmented_features(copies=...) and will be removed in "
+                  "cxrclassify 0.4", CxrDeprecationWarning, stacklevel=2)
+    return augmented_features(model, images, copies=views, **options)
 
 
 def images_digest(images: np.ndarray) -> str:
@@ -429,8 +462,8 @@ def weights_digest(model: CxrClassifier) -> str:
     return digest.hexdigest()
 
 
-def feature_key(identity: dict[str, Any], view: int, augmentation: Augmentation | None, seed: int) -> str:
-    """The cache key of one view of one split: sha256 of what its features depend on.
+def feature_key(identity: dict[str, Any], copy_index: int, augmentation: Augmentation | None, seed: int) -> str:
+    """The cache key of one augmented copy of one split: sha256 of what its features depend on.
 
     Parameters
     ----------
@@ -438,13 +471,13 @@ def feature_key(identity: dict[str, Any], view: int, augmentation: Augmentation 
         ``images`` (:func:`images_digest`), ``arch``, ``base_weights``
         (:func:`weights_digest`), ``preprocessing``, ``image_size`` and
         ``dtype_policy``.
-    view : int
-        View index; 0 is the original images, whose key ignores
+    copy_index : int
+        Copy index; 0 is the original images, whose key ignores
         ``augmentation`` and ``seed``.
     augmentation : Augmentation or None
-        The augmentation of views ``>= 1``.
+        The augmentation of copies ``>= 1``.
     seed : int
-        The seed of views ``>= 1``.
+        The seed of copies ``>= 1``.
 
     Returns
     -------
@@ -461,16 +494,17 @@ def feature_key(identity: dict[str, Any], view: int, augmentation: Augmentation 
     >>> feature_key(identity, 1, Augmentation(), 1) == feature_key(identity, 1, Augmentation(), 2)
     False
     """
-    entry = _index_entry(identity, view, augmentation, seed)
+    entry = _index_entry(identity, copy_index, augmentation, seed)
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode("utf-8")).hexdigest()
 
 
-def _index_entry(identity: dict[str, Any], view: int, augmentation: Augmentation | None, seed: int) -> dict[str, Any]:
-    augmented = view > 0
+def _index_entry(identity: dict[str, Any], copy_index: int, augmentation: Augmentation | None,
+                 seed: int) -> dict[str, Any]:
+    augmented = copy_index > 0
     return {
         "format": CACHE_FORMAT,
         **identity,
-        "view": int(view),
+        "view": int(copy_index),  # the 0.1 name of the copy index: renaming it would invalidate every cache
         "augmentation": augmentation.to_dict() if augmented and augmentation is not None else None,
         "seed": int(seed) if augmented else None,
         "augment_chunk": AUGMENT_CHUNK if augmented else None,
@@ -499,17 +533,17 @@ def _feature_shape(model: CxrClassifier) -> tuple[int, ...]:
     return tuple(int(size) for size in model.head.input_shape[1:])
 
 
-def _compute_view(
-    model: CxrClassifier, images: np.ndarray, view: int, augmentation: Augmentation | None, seed: int,
+def _compute_copy(
+    model: CxrClassifier, images: np.ndarray, copy_index: int, augmentation: Augmentation | None, seed: int,
     batch_size: int, bar: tqdm, *, out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One view's features, batch by batch, into ``out`` (a new array when ``None``; a memory map on disk)."""
+    """One copy's features, batch by batch, into ``out`` (a new array when ``None``; a memory map on disk)."""
     if out is None:
         out = np.empty((len(images), *_feature_shape(model)), dtype=FEATURE_DTYPE)
-    if view == 0:
+    if copy_index == 0:
         chunks: Any = _slices(images, max(batch_size, 1) * 8)
-    else:
-        chunks = augmented_chunks(images, augmentation, seed=derive_seed(seed, "view", view))
+    else:  # "view": the salt's 0.1 name, kept so that a seed gives the same copies
+        chunks = augmented_chunks(images, augmentation, seed=derive_seed(seed, "view", copy_index))
     row = 0
     for chunk in chunks:
         for first in range(0, len(chunk), batch_size):

@@ -3,16 +3,16 @@
 While the base is frozen, the base's output for an image is the same at every
 epoch. :func:`train` then runs the base once per image, keeps the feature maps,
 and fits the head on them: the paper's 80 epochs cost little more than one
-forward pass. With augmentation, it runs the base once per *view*: the original
-image and ``augment_views - 1`` seeded augmented copies, and each epoch trains on
-one view per image, drawn anew. The head is the classifier's own head, so the
+forward pass. With augmentation, it runs the base once per augmented *copy*: the
+original image and ``augment_copies - 1`` seeded augmented copies, and each epoch
+trains on one copy per image, drawn anew. The head is the classifier's own head, so the
 model returned is the full, trained model. With ``cache_dir`` the feature maps
 are kept on disk (:mod:`cxrclassify.features`) and reused by later runs.
 
 When the base is trained (fine-tuning), images go through the whole model and
 augmentation is applied to each batch as it is made (the slow path).
 
-Everything random in an epoch (the order of the images, the view drawn for
+Everything random in an epoch (the order of the images, the copy drawn for
 each, the augmentation of a batch, the dropout masks) is a function of
 ``(seed, epoch)`` only. An interrupted run resumed from ``checkpoint_dir``
 therefore ends with the same weights as a run that was never interrupted.
@@ -47,11 +47,11 @@ import numpy as np
 from ._io import atomic_write_bytes, to_jsonable
 from .augment import Augmentation, augment_images, derive_seed
 from .datasets import DatasetSplits, ImageSet
-from .features import FeatureCache, RowReader, extract_features, view_features, weights_digest
+from .features import FeatureCache, RowReader, augmented_features, extract_features, weights_digest
 from .models import CxrClassifier
 from .linear_head import LinearHead, balancing_weights, fit_linear_head, set_gap_head
 from .models.ood import fit_ood as fit_ood_score, pool_features
-from .exceptions import ArgumentError, ArgumentTypeError, DataError, TrainingWarning
+from .exceptions import ArgumentError, ArgumentTypeError, CxrDeprecationWarning, DataError, TrainingWarning
 
 __all__ = ["FROM_RECIPE", "PAPER_SETTINGS", "RECOMMENDED_TRAINING", "TRAINING_RECIPES", "Augmentation", "balanced_class_weight", "extract_features", "train", "train_two_stage"]
 
@@ -87,6 +87,33 @@ TRAINING_RECIPES = {"paper": {"class_weight": None, "early_stopping": None}, "re
                     "linear": {"class_weight": "balanced", "early_stopping": None}}
 
 
+#: Options renamed since 0.1: old name -> new name (the old one warns, and is removed in 0.4).
+RENAMED_OPTIONS = {"augment_views": "augment_copies"}
+_RENAMED_DEFAULTS = {"augment_copies": 8}  # TrainConfig's defaults of the new names
+
+
+def _renamed_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the old names of :data:`RENAMED_OPTIONS` moved to the new ones (with a CxrDeprecationWarning).
+
+    An old name given ``None`` (:func:`train`'s default for it) is dropped. Giving
+    both names with different values is an error.
+    """
+    options = dict(options)
+    for old, new in RENAMED_OPTIONS.items():
+        value = options.pop(old, None)
+        if value is None:
+            continue
+        warnings.warn(f"The training option {old!r} is renamed {new!r} (\"view\" now means only the radiographic "
+                      f"view of an X-ray); {old!r} will be removed in cxrclassify 0.4", CxrDeprecationWarning, stacklevel=4)
+        default = _RENAMED_DEFAULTS[new]
+        if new in options and options[new] not in (default, value):
+            message = (f"Expected {new!r} or its old name {old!r}, not both. "
+                       f"Received: {new}={options[new]!r}, {old}={value!r}")
+            raise ArgumentTypeError(message)
+        options[new] = value
+    return options
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of :func:`train`, in one frozen record; the recipes are presets of it.
@@ -119,7 +146,7 @@ class TrainConfig:
     progress: bool = True
     class_weight: str | Mapping[int | str, float] | None = RECOMMENDED_TRAINING["class_weight"]
     augment: bool | Augmentation = False
-    augment_views: int = 8
+    augment_copies: int = 8
     early_stopping: int | None = RECOMMENDED_TRAINING["early_stopping"]
     lr_schedule: str | keras.optimizers.schedules.LearningRateSchedule | None = None
     log_dir: str | os.PathLike[str] | None = None
@@ -159,6 +186,7 @@ class TrainConfig:
         >>> TrainConfig().replace(epochs=3).epochs
         3
         """
+        changes = _renamed_options(changes)
         unknown = sorted(set(changes) - set(self.__dataclass_fields__))
         if unknown:
             message = (f"Unknown training option(s) {unknown}. Expected some of {sorted(self.__dataclass_fields__)}. "
@@ -198,7 +226,8 @@ def train(
     progress: bool = True,
     class_weight: str | Mapping[int | str, float] | None | _FromRecipe = FROM_RECIPE,
     augment: bool | Augmentation = False,
-    augment_views: int = 8,
+    augment_copies: int = 8,
+    augment_views: int | None = None,
     early_stopping: int | None | _FromRecipe = FROM_RECIPE,
     lr_schedule: str | keras.optimizers.schedules.LearningRateSchedule | None = None,
     log_dir: str | os.PathLike[str] | None = None,
@@ -244,12 +273,12 @@ def train(
     learning_rate : float, default 0.001
         Adam's (initial) learning rate.
     cache_features : bool, optional
-        Compute the frozen base's output once per image (and view) and train the
+        Compute the frozen base's output once per image (and augmented copy) and train the
         head on it. Default: whenever the base is frozen. Must be off when the
         base is trained.
     seed : int, default 0
         Seeds everything drawn while training: Python, NumPy and the backend,
-        the order of the images, the views drawn, the augmentation and the
+        the order of the images, the copies drawn, the augmentation and the
         dropout masks. Training starts from the model's current weights, which
         :func:`~cxrclassify.build_model`'s own ``seed`` (default 0) fixes: a
         model built with the same seed and trained with the same seed, data
@@ -278,11 +307,14 @@ def train(
         Randomly rotate, shift, zoom and change the brightness and contrast of
         the training images (``True``: the small ranges of
         :class:`~cxrclassify.augment.Augmentation`; no flips). With cached
-        features, ``augment_views`` views are computed once; otherwise every
+        features, ``augment_copies`` copies are computed once; otherwise every
         batch is augmented as it is made. Validation images are never augmented.
-    augment_views : int, default 8
-        Views per training image with cached features: the original and
-        ``augment_views - 1`` augmented copies. Each epoch uses one per image.
+    augment_copies : int, default 8
+        Versions of each training image with cached features: the original and
+        ``augment_copies - 1`` augmented copies. Each epoch uses one per image.
+    augment_views : int, optional
+        Deprecated name of ``augment_copies`` (it issues a ``CxrDeprecationWarning``, a
+        ``FutureWarning``; removed in 0.4): "view" now means only the radiographic view of an X-ray.
     early_stopping : int or None, default: from ``recipe``
         ``None``: run all epochs. An int: stop when the validation loss (the training loss without a validation
         split) has not improved for this many epochs, and put back the weights
@@ -311,7 +343,7 @@ def train(
         At the end, fit the model's out-of-distribution score
         (:func:`~cxrclassify.models.fit_ood`) on the training images'
         pooled base features, its threshold on the validation images'; with
-        cached features, from the cached original images (no augmented view),
+        cached features, from the cached original images (no augmented copy),
         without running the base again. Recorded in ``model.metadata["ood"]``.
     recipe : {"recommended", "paper"}, default "recommended"
         Where ``class_weight`` and ``early_stopping`` take their defaults from
@@ -323,7 +355,7 @@ def train(
         in closed form: an L2-regularised multinomial logistic regression on
         the standardised pooled base features (:mod:`cxrclassify.linear_head`),
         its ``C`` chosen by validation log-loss; no epochs, no learning rate,
-        nothing drawn but the augmented views. The history then holds one
+        nothing drawn but the augmented copies. The history then holds one
         entry per column.
     site_balanced : bool, default False
         Weigh the training images so that, within each class, every site
@@ -355,12 +387,12 @@ def train(
     >>> sorted(history), len(history["loss"])
     (['accuracy', 'loss', 'val_accuracy', 'val_loss'], 2)
 
-    With augmentation (4 cached views per image), class weights and early stopping:
+    With augmentation (4 cached copies per image), class weights and early stopping:
 
     >>> model = cxrclassify.build_model("vgg16", num_classes=3, weights=None, image_size=32)
-    >>> history = cxrclassify.train(model, data, epochs=3, augment=True, augment_views=4,
+    >>> history = cxrclassify.train(model, data, epochs=3, augment=True, augment_copies=4,
     ...                             class_weight="balanced", early_stopping=2, progress=False)
-    >>> model.metadata["training"]["augment_views"]
+    >>> model.metadata["training"]["augment_copies"]
     4
     """
     given = {name: value for name, value in locals().items() if name not in ("model", "data", "config")}
@@ -384,6 +416,7 @@ def _config_of(config: TrainConfig | str | None, given: Mapping[str, Any]) -> _R
     whose value differs from :func:`train`'s default.
     """
     defaults = _keyword_defaults()
+    given = _renamed_options(given)
     if config is None or isinstance(config, str):
         recipe = config if isinstance(config, str) else given.get("recipe", "recommended")
         options = {name: value for name, value in given.items() if value is not FROM_RECIPE and name != "recipe"}
@@ -421,7 +454,7 @@ def _train(model: CxrClassifier, data: Any, resolved: _Resolved | None = None,
     config = resolved.config
     train_set, validation_set = _training_splits(data)
     _check_data_fits_model(model, train_set, validation_set)
-    _check_counts(epochs=config.epochs, batch_size=config.batch_size, augment_views=config.augment_views)
+    _check_counts(epochs=config.epochs, batch_size=config.batch_size, augment_copies=config.augment_copies)
     _check_lr_schedule(config.lr_schedule)
     _check_batch_splits(config.strategy, min(config.batch_size, len(train_set)))
     train_set, validation_set = _images_at_model_size((train_set, validation_set), model)
@@ -464,8 +497,8 @@ def _train(model: CxrClassifier, data: Any, resolved: _Resolved | None = None,
     if config.log_dir is not None:
         _write_history_json(Path(config.log_dir), full_history, model.metadata["training"])
     logger.info("Trained %s for %d epochs on %d images", model.arch, len(history.get("loss", ())), len(train_set))
-    if config.fit_ood:  # on view 0 (the original images) of the cached features, else one pass of the base
-        cached = (batches.views[0], None if validation_data is None else _inputs_of(validation_data)) if use_cache \
+    if config.fit_ood:  # on copy 0 (the original images) of the cached features, else one pass of the base
+        cached = (batches.copies[0], None if validation_data is None else _inputs_of(validation_data)) if use_cache \
             else None
         fit_ood_score(model, (train_set, validation_set), batch_size=config.batch_size, features=cached)
     if temporary is not None:
@@ -485,7 +518,7 @@ def _fit_data(
     and the temporary feature folder to remove after training (``None`` when there is none)."""
     temporary = None
     augmentation = _augmentation(config.augment)
-    views = config.augment_views if augmentation is not None else 1
+    copies = config.augment_copies if augmentation is not None else 1
     sample_weights, class_weights = _sample_weights(config.class_weight, train_set)
     if config.site_balanced:
         sample_weights = _site_balanced(sample_weights, train_set)
@@ -497,20 +530,21 @@ def _fit_data(
     seed, progress = config.seed, config.progress
     if use_cache:
         fit_model = model.head
-        train_views = view_features(model, train_set.images, views=views, augmentation=augmentation, seed=seed,
-                                    cache=cache, progress=progress)
-        validation_inputs = None if validation_set is None else view_features(
+        train_copies = augmented_features(model, train_set.images, copies=copies, augmentation=augmentation,
+                                          seed=seed, cache=cache, progress=progress)
+        validation_inputs = None if validation_set is None else augmented_features(
             model, validation_set.images, cache=cache, progress=progress)[0]
         if train_set.streamed:  # read the rows each batch needs: an epoch would map the whole file into memory
-            train_views = [RowReader(view) if isinstance(view, np.memmap) else view for view in train_views]
+            train_copies = [RowReader(features) if isinstance(features, np.memmap) else features
+                            for features in train_copies]
             if isinstance(validation_inputs, np.memmap):
                 validation_inputs = RowReader(validation_inputs)
     else:
         fit_model = model
-        train_views = [train_set.images]
+        train_copies = [train_set.images]
         validation_inputs = None if validation_set is None else (
             validation_set.images if validation_set.streamed else validation_set.images.astype(np.float32))
-    batches = _EpochBatches(train_views, train_set.one_hot(), batch_size=config.batch_size, seed=seed,
+    batches = _EpochBatches(train_copies, train_set.one_hot(), batch_size=config.batch_size, seed=seed,
                             sample_weights=sample_weights, augmentation=None if use_cache else augmentation)
     validation_data = None if validation_set is None else (validation_inputs, validation_set.one_hot())
     if validation_data is not None and not type(validation_inputs) is np.ndarray:
@@ -524,7 +558,7 @@ def _fit_data(
         "data_manifest_sha256": _manifest_digest(train_set, validation_set),
         "class_weight": class_weights, "site_balanced": bool(config.site_balanced),
         "augmentation": None if augmentation is None else augmentation.to_dict(),
-        "augment_views": views if use_cache else None, "early_stopping": config.early_stopping,
+        "augment_copies": copies if use_cache else None, "early_stopping": config.early_stopping,
         "lr_schedule": _schedule_name(config.lr_schedule),
         "monitor": "val_loss" if validation_set is not None else "loss",
         "trainable_blocks": model.trainable_blocks, "strategy": None if strategy is None else type(strategy).__name__,
@@ -663,16 +697,16 @@ def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, flo
 class _EpochBatches(keras.utils.PyDataset):
     """The batches of one epoch, a function of ``(seed, epoch)`` only.
 
-    ``views`` holds ``V`` arrays of the same ``N`` inputs (feature maps of the
-    views, or the images). Each epoch draws an order of the images and a view
+    ``copies`` holds ``C`` arrays of the same ``N`` inputs (feature maps of the
+    augmented copies, or the images). Each epoch draws an order of the images and a copy
     per image from ``(seed, epoch)``; ``epoch`` is set by :class:`_EpochSeeds`
     at the start of each epoch, before Keras asks for the epoch's first batch.
     """
 
-    def __init__(self, views: Sequence[np.ndarray], targets: np.ndarray, *, batch_size: int, seed: int,
+    def __init__(self, copies: Sequence[np.ndarray], targets: np.ndarray, *, batch_size: int, seed: int,
                  sample_weights: np.ndarray | None = None, augmentation: Augmentation | None = None):
         super().__init__()
-        self.views = list(views)
+        self.copies = list(copies)
         self.targets = targets
         self.batch_size = int(batch_size)
         self.seed = seed
@@ -685,11 +719,11 @@ class _EpochBatches(keras.utils.PyDataset):
         return math.ceil(len(self.targets) / self.batch_size)
 
     def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """The epoch's order of the images and the view drawn for each image."""
+        """The epoch's order of the images and the copy drawn for each image."""
         plan = self._plans.get(epoch)
         if plan is None:
             rng = np.random.default_rng(derive_seed(self.seed, "epoch", epoch))
-            plan = rng.permutation(len(self.targets)), rng.integers(0, len(self.views), size=len(self.targets))
+            plan = rng.permutation(len(self.targets)), rng.integers(0, len(self.copies), size=len(self.targets))
             self._plans = {epoch: plan}
         return plan
 
@@ -703,13 +737,13 @@ class _EpochBatches(keras.utils.PyDataset):
         batch = (inputs, self.targets[rows])
         return batch if self.sample_weights is None else (*batch, self.sample_weights[rows])
 
-    def _gather(self, rows: np.ndarray, views: np.ndarray) -> np.ndarray:
-        if len(self.views) == 1:
-            return np.asarray(self.views[0][rows], dtype=np.float32)
-        inputs = np.empty((len(rows), *self.views[0].shape[1:]), dtype=np.float32)
-        for view in np.unique(views):
-            mask = views == view
-            inputs[mask] = self.views[view][rows[mask]]
+    def _gather(self, rows: np.ndarray, chosen_copies: np.ndarray) -> np.ndarray:
+        if len(self.copies) == 1:
+            return np.asarray(self.copies[0][rows], dtype=np.float32)
+        inputs = np.empty((len(rows), *self.copies[0].shape[1:]), dtype=np.float32)
+        for copy_index in np.unique(chosen_copies):
+            mask = chosen_copies == copy_index
+            inputs[mask] = self.copies[copy_index][rows[mask]]
         return inputs
 
 
@@ -967,20 +1001,20 @@ def _train_linear(
             message = f"recipe='linear' has no epochs: {name} does not apply. Received: {name}={getattr(config, name)!r}"
             raise ArgumentError(message)
     augmentation = _augmentation(config.augment)
-    views = config.augment_views if augmentation is not None else 1
+    copies = config.augment_copies if augmentation is not None else 1
     cache = _feature_cache(config.cache_dir, use_cache)
-    train_views = view_features(model, train_set.images, views=views, augmentation=augmentation,
+    train_copies = augmented_features(model, train_set.images, copies=copies, augmentation=augmentation,
                                 seed=config.seed, cache=cache, progress=config.progress)
-    pooled = [pool_features(np.asarray(view)) for view in train_views]
-    validation_maps = None if validation_set is None else view_features(
+    pooled = [pool_features(np.asarray(features)) for features in train_copies]
+    validation_maps = None if validation_set is None else augmented_features(
         model, validation_set.images, cache=cache, progress=config.progress)[0]
     validation_pooled = None if validation_maps is None else pool_features(np.asarray(validation_maps))
     labels = np.asarray(train_set.labels)
     _, class_weights = _sample_weights(config.class_weight, train_set)
     weights = balancing_weights(labels, class_weight=None if class_weights is None else dict(enumerate(class_weights)),
                                 sites=train_set.sites if config.site_balanced else None)
-    head = fit_linear_head(np.concatenate(pooled), np.tile(labels, views), num_classes=model.num_classes,
-                           sample_weight=np.tile(weights, views),
+    head = fit_linear_head(np.concatenate(pooled), np.tile(labels, copies), num_classes=model.num_classes,
+                           sample_weight=np.tile(weights, copies),
                            validation=None if validation_pooled is None else (validation_pooled, validation_set.labels))
     set_gap_head(model, head)
     history = _linear_history(head, pooled[0], labels, validation_pooled,
@@ -990,7 +1024,7 @@ def _train_linear(
         "validation_images": 0 if validation_set is None else len(validation_set),
         "data_manifest_sha256": _manifest_digest(train_set, validation_set), "class_weight": class_weights,
         "site_balanced": bool(config.site_balanced),
-        "augmentation": None if augmentation is None else augmentation.to_dict(), "augment_views": views,
+        "augmentation": None if augmentation is None else augmentation.to_dict(), "augment_copies": copies,
         "linear_c": head.c, "linear_validation_log_loss": {str(key): value for key, value in
                                                            head.validation_log_loss.items()},
         "model_seed": getattr(model, "seed", None), "feature_cache": None if cache is None else str(cache.folder),
@@ -1000,7 +1034,7 @@ def _train_linear(
     logger.info("Fitted the linear head of %s on %d images (C=%g)", model.arch, len(train_set), head.c)
     if config.fit_ood:
         fit_ood_score(model, (train_set, validation_set), batch_size=config.batch_size,
-                      features=(train_views[0], validation_maps))
+                      features=(train_copies[0], validation_maps))
     return history, history
 
 

@@ -31,17 +31,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..exceptions import ArgumentError, CxrError, ImageDecodeError
+from ..exceptions import ArgumentError, DecodeWorkerError, ImageDecodeError, TruncatedFrameError
 
 __all__ = ["DecodePool", "DecodeWorkerError", "available_cores", "shared_decode_pool"]
 
 logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<Q")
-
-
-class DecodeWorkerError(CxrError, RuntimeError):
-    """A decoding worker process could not start, exited, or broke the protocol."""
 
 
 def available_cores() -> int:
@@ -68,7 +64,7 @@ def write_frame(stream, payload: object) -> None:
 
 
 def read_frame(stream) -> object:
-    """Read one frame written by :func:`write_frame`; ``EOFError`` at the end of the stream."""
+    """Read one frame written by :func:`write_frame`; a :class:`TruncatedFrameError` at the end of the stream."""
     header = _read_exactly(stream, _HEADER.size)
     return pickle.loads(_read_exactly(stream, _HEADER.unpack(header)[0]))
 
@@ -78,7 +74,7 @@ def _read_exactly(stream, size: int) -> bytes:
     while remaining:
         chunk = stream.read(remaining)
         if not chunk:
-            raise EOFError(f"the stream ended {remaining} bytes before the end of a frame")
+            raise TruncatedFrameError(f"the stream ended {remaining} bytes before the end of a frame")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -98,7 +94,7 @@ class _Worker:
         try:
             write_frame(self.process.stdin, request)
             status, value = read_frame(self.process.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError) as error:
+        except (OSError, pickle.UnpicklingError) as error:
             code = self.process.poll()
             message = (f"Decoding worker process {self.number} (pid {self.process.pid}) stopped answering "
                        f"({'exited with code ' + str(code) if code is not None else 'still running'}): "

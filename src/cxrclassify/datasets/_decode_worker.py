@@ -30,12 +30,13 @@ def decode_request(request: dict):
 
 def serve(requests, answers) -> None:
     """Answer every request read from ``requests`` on ``answers`` until ``requests`` ends."""
+    from ..exceptions import TruncatedFrameError
     from ._decode_pool import read_frame, write_frame
 
     while True:
         try:
             request = read_frame(requests)
-        except EOFError:
+        except TruncatedFrameError:
             return
         try:
             answer = ("ok", decode_request(request))
